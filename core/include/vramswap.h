@@ -207,13 +207,15 @@ VS_API vs_status vs_device_memory_info(vs_device_t *dev, vs_memory_info *info);
 /* Change the limit (0 = none) and headroom at run time; evicts to fit if needed. */
 VS_API vs_status vs_device_set_limit(vs_device_t *dev, uint64_t limit, uint64_t headroom);
 
-/* Make `bytes` available: evicts unpinned VBAR pages (least important first). *freed (may be NULL) gets what was released.
- * VS_ERR_OUT_OF_MEMORY if even evicting everything evictable falls short (what
- * could be evicted was evicted). This is what the allocation hooks call. */
+/* Make `bytes` available (free within the budget): evicts unpinned VBAR pages,
+ * least important first, only as many as needed. *freed (may be NULL) gets what
+ * was released. All or nothing: VS_ERR_OUT_OF_MEMORY, with nothing evicted, if
+ * even evicting everything evictable would fall short. The allocation hooks
+ * call this before every allocation. */
 VS_API vs_status vs_device_reclaim(vs_device_t *dev, uint64_t bytes, uint64_t *freed);
-/* Evict from every VBAR, least important first, until `bytes` are released
- * (comfy-aimdo's vbars_free_memory). Unlike reclaim it does not consider what is
- * already free. */
+/* Evict from every VBAR, least important first, until `bytes` are released or
+ * nothing evictable is left (comfy-aimdo's vbars_free_memory); VS_OK either
+ * way, *freed says how much. Unlike reclaim it ignores what is already free. */
 VS_API vs_status vs_device_free_memory(vs_device_t *dev, uint64_t bytes, uint64_t *freed);
 /* Clear every VBAR's floor. */
 VS_API vs_status vs_device_reset_floors(vs_device_t *dev);
@@ -318,8 +320,13 @@ VS_API vs_status vs_vbar_allocated(vs_vbar_t *vbar, uint64_t *bytes);
  * signature may be NULL. */
 VS_API vs_status vs_vbar_fault(vs_vbar_t *vbar, uint64_t offset, uint64_t size, uint64_t *signature);
 
+/* Unpin with no device work to wait for (the caller synchronized, or only the
+ * CPU touched the pages): no event is recorded. */
+#define VS_STREAM_NONE ((uintptr_t)-1)
+
 /* Release one pin of every page in the range. The pages become evictable once
- * `stream` has passed this point (an event is recorded on it). VS_ERR_NOT_PINNED,
+ * `stream` has passed this point (an event is recorded on it; VS_STREAM_NONE:
+ * at once). VS_ERR_NOT_PINNED,
  * with nothing changed, if any page of the range is not pinned. */
 VS_API vs_status vs_vbar_unpin(vs_vbar_t *vbar, uint64_t offset, uint64_t size, uintptr_t stream);
 
