@@ -13,7 +13,7 @@
 #ifndef VRAMSWAP_SIM_H
 #define VRAMSWAP_SIM_H
 
-#include "../vramswap.h"
+#include <vramswap.h>  /* core/include in the tree, <prefix>/include installed */
 
 #ifdef __cplusplus
 extern "C" {
