@@ -67,6 +67,18 @@ uint64_t vs_budget_available(vs_device_t *dev)
     return budget > used ? budget - used : 0;
 }
 
+uint64_t vs_budget_shortfall(vs_device_t *dev, uint64_t bytes)
+{
+    poll(dev);
+    uint64_t total = vs_budget_total(dev);
+    uint64_t budget = total > dev->cfg.headroom ? total - dev->cfg.headroom : 0;
+    uint64_t used = vs_budget_own(dev) + dev->others;
+    /* Over budget already (others grew, the limit shrank): that deficit counts too. */
+    if (used > budget)
+        return bytes > UINT64_MAX - (used - budget) ? UINT64_MAX : bytes + (used - budget);
+    return bytes > budget - used ? bytes - (budget - used) : 0;
+}
+
 static void track(uint64_t *cur, uint64_t *peak, int64_t delta)
 {
     *cur = (uint64_t)((int64_t)*cur + delta);

@@ -98,7 +98,7 @@ vs_status vs_host_acquire(struct vs_host_buffer *b, vs_device_t **dev)
 static vs_status pick_backend(const char *name, size_t *index)
 {
     size_t n = vs_registry_backend_count();
-    if (name && *name && strcmp(name, "auto") != 0) {
+    if (name && strcmp(name, "auto") != 0) {
         for (size_t i = 0; i < n; i++) {
             if (strcmp(vs_registry_backend(i)->name, name) == 0) {
                 *index = i;
@@ -126,8 +126,10 @@ static vs_status pick_backend(const char *name, size_t *index)
 VS_API vs_status vs_device_open(const char *backend, int ordinal, const vs_device_config *cfg,
                                 vs_device_t **out)
 {
-    if (!out || ordinal < 0)
+    if (!out)
         return VS_ERR_INVALID_ARGUMENT;
+    if (ordinal < 0)
+        return VS_ERR_NO_DEVICE;
     vs_device_config c;
     if (cfg) {
         if (cfg->struct_size != sizeof(vs_device_config))

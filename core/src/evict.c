@@ -203,12 +203,11 @@ vs_status vs_evict_bytes(vs_device_t *dev, struct vs_vbar *only, uint64_t bytes,
 vs_status vs_reclaim_locked(vs_device_t *dev, uint64_t bytes, uint64_t *freed)
 {
     dev->stats.reclaims++;
-    uint64_t avail = vs_budget_available(dev);
     if (freed)
         *freed = 0;
-    if (avail >= bytes)
+    uint64_t need = vs_budget_shortfall(dev, bytes);
+    if (need == 0)
         return VS_OK;
-    uint64_t need = bytes - avail;
     if (vs_evictable_bytes(dev) < need) {
         /* All or nothing: evicting what we can without making room would only
          * destroy useful residency (Note [Budget]). */

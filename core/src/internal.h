@@ -182,6 +182,9 @@ uint64_t vs_budget_total(vs_device_t *dev);
 uint64_t vs_budget_own(vs_device_t *dev);
 /* What can be taken without evicting; polls the driver when stale. */
 uint64_t vs_budget_available(vs_device_t *dev);
+/* Bytes that must be freed before `bytes` fit (0 when they fit now); includes
+ * any amount by which usage already exceeds the budget. */
+uint64_t vs_budget_shortfall(vs_device_t *dev, uint64_t bytes);
 /* Forget the driver figure so the next query polls. */
 void vs_budget_invalidate(vs_device_t *dev);
 void vs_budget_add(vs_device_t *dev, int what, int64_t delta);

@@ -263,16 +263,13 @@ VS_API vs_status vs_vbar_alloc(vs_vbar_t *v, uint64_t size, uint64_t align, uint
     vs_status st = vs_vbar_acquire(v, &dev);
     if (st != VS_OK)
         return st;
-    if (align > v->size || v->alloc_top > v->size - (align - 1)) {
+    /* Round the top up to the alignment without overflowing. */
+    uint64_t off = v->alloc_top % align ? v->alloc_top + (align - v->alloc_top % align) : v->alloc_top;
+    if (off < v->alloc_top || off > v->size || size > v->size - off) {
         st = VS_ERR_OUT_OF_MEMORY;
     } else {
-        uint64_t off = vs_round_up(v->alloc_top, align);
-        if (size > v->size - off) {
-            st = VS_ERR_OUT_OF_MEMORY;
-        } else {
-            v->alloc_top = off + size;
-            *offset = off;
-        }
+        v->alloc_top = off + size;
+        *offset = off;
     }
     vs_dev_release(dev);
     return st;
@@ -389,11 +386,16 @@ VS_API vs_status vs_vbar_fault(vs_vbar_t *v, uint64_t offset, uint64_t size, uin
     while (v->pages[highest_missing].chunk)
         highest_missing--;
     uint64_t avail_pages = vs_budget_available(dev) / page;
-    if (avail_pages < missing &&
-        vs_count_victims(dev, v, highest_missing, missing - (size_t)avail_pages) < missing - avail_pages) {
+    /* Usage may already exceed the budget (others grew, the limit shrank): that
+     * deficit is paid first, by victims less important than this range too. */
+    uint64_t deficit_pages = (vs_budget_shortfall(dev, 0) + page - 1) / page;
+    size_t need_victims = (size_t)deficit_pages + (missing > avail_pages ? missing - (size_t)avail_pages : 0);
+    if (need_victims && vs_count_victims(dev, v, highest_missing, need_victims) < need_victims) {
         st = VS_NOT_RESIDENT;
     } else {
         st = VS_OK;
+        for (uint64_t d = 0; d < deficit_pages && st == VS_OK; d++)
+            st = vs_evict_one(dev, v, highest_missing, NULL);
         for (size_t i = first; i <= last && st == VS_OK; i++) {
             if (v->pages[i].chunk)
                 continue;
