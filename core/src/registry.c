@@ -102,7 +102,8 @@ VS_API vs_status vs_backend_get_info(size_t i, vs_backend_info *info)
     memset(info, 0, sizeof *info);
     snprintf(info->name, sizeof info->name, "%s", vs_builtin_backends[i]->name);
     info->available = st == VS_OK;
-    info->device_count = st == VS_OK ? backends[i].device_count : 0;
+    /* Asked afresh: the simulator's device count can be reconfigured. */
+    info->device_count = st == VS_OK ? vs_builtin_backends[i]->device_count() : 0;
     snprintf(info->why, sizeof info->why, "%s", st == VS_OK ? "" : backends[i].why);
     reg_unlock();
     return VS_OK;

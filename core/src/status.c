@@ -64,13 +64,39 @@ static const struct {
 };
 #undef C
 
+#define NCORE (sizeof constants / sizeof constants[0])
+
+/* Entry i of the core's table followed by every backend's (registry order). */
+static bool entry(size_t i, const char **name, int64_t *value)
+{
+    if (i < NCORE) {
+        *name = constants[i].name;
+        *value = constants[i].value;
+        return true;
+    }
+    i -= NCORE;
+    for (size_t b = 0; b < vs_registry_backend_count(); b++) {
+        const vs_backend_constant *c = vs_registry_backend(b)->constants;
+        for (; c && c->name; c++) {
+            if (i-- == 0) {
+                *name = c->name;
+                *value = c->value;
+                return true;
+            }
+        }
+    }
+    return false;
+}
+
 VS_API vs_status vs_constant(const char *name, int64_t *value)
 {
     if (!name || !value)
         return VS_ERR_INVALID_ARGUMENT;
-    for (size_t i = 0; i < sizeof constants / sizeof constants[0]; i++) {
-        if (strcmp(constants[i].name, name) == 0) {
-            *value = constants[i].value;
+    const char *n;
+    int64_t v;
+    for (size_t i = 0; entry(i, &n, &v); i++) {
+        if (strcmp(n, name) == 0) {
+            *value = v;
             return VS_OK;
         }
     }
@@ -81,9 +107,5 @@ VS_API vs_status vs_constant_at(size_t i, const char **name, int64_t *value)
 {
     if (!name || !value)
         return VS_ERR_INVALID_ARGUMENT;
-    if (i >= sizeof constants / sizeof constants[0])
-        return VS_ERR_OUT_OF_RANGE;
-    *name = constants[i].name;
-    *value = constants[i].value;
-    return VS_OK;
+    return entry(i, name, value) ? VS_OK : VS_ERR_OUT_OF_RANGE;
 }

@@ -72,6 +72,11 @@ typedef struct vs_intercept_sink {
     void *user;
 } vs_intercept_sink;
 
+typedef struct vs_backend_constant {
+    const char *name;
+    int64_t value;
+} vs_backend_constant;
+
 typedef struct vs_backend_ops {
     uint32_t abi_version;          /* VS_BACKEND_ABI_VERSION */
     const char *name;              /* "sim", "cuda", "hip", "level_zero" */
@@ -132,6 +137,11 @@ typedef struct vs_backend_ops {
      * the core (first install, last remove). */
     vs_status (*intercept_install)(const vs_intercept_sink *sink, char *why, size_t why_len);
     vs_status (*intercept_remove)(void);
+
+    /* Optional: the backend's own named constants (e.g. the simulator's
+     * VS_SIM_OP_* values), terminated by a {NULL, 0} entry; vs_constant() and
+     * vs_constant_at() list them after the core's, so bindings never copy them. */
+    const vs_backend_constant *constants;
 } vs_backend_ops;
 
 /* Logging for backends (same sink and levels as the core). */

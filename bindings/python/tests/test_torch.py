@@ -1,0 +1,146 @@
+"""vramswap.torch on the simulated device (device memory is host memory, so
+tensors over VBAR ranges are CPU tensors)."""
+
+import gc
+
+import pytest
+
+import vramswap
+
+torch = pytest.importorskip("torch")
+vtorch = pytest.importorskip("vramswap.torch")
+
+
+def make_model(layers=8, width=128, seed=0):
+    torch.manual_seed(seed)
+    mods = []
+    for _ in range(layers):
+        mods += [torch.nn.Linear(width, width), torch.nn.ReLU()]
+    return torch.nn.Sequential(*mods).eval()
+
+
+def test_as_tensor_over_an_allocation(dev, page):
+    with dev.vbar(2 * page) as v:
+        a = v.alloc(64 * 4)
+        with a.pinned():
+            t = vtorch.as_tensor(a, torch.float32, (8, 8))
+            assert t.device.type == "cpu" and t.shape == (8, 8)
+            t.fill_(2.5)
+            u = vtorch.as_tensor(a.ptr, torch.float32, device=dev, nbytes=64 * 4)
+            assert u.sum().item() == 2.5 * 64
+            del t, u
+
+
+def test_as_tensor_over_buffers(dev, page):
+    with dev.scratch(page, size=page) as s, dev.host_buffer(1 << 20, size=4096) as h:
+        t = vtorch.as_tensor(s, torch.int32)
+        assert t.numel() == page // 4
+        t[:] = 7
+        ht = vtorch.as_tensor(h, torch.uint8, (16,), offset=16)
+        ht[:] = 1
+        with pytest.raises(vramswap.BusyError):
+            h.close()                                  # a tensor views it
+        del ht
+        gc.collect()
+        with h.buffer() as view:
+            assert bytes(view[14:34]) == b"\0\0" + b"\1" * 16 + b"\0\0"
+        del t
+    with pytest.raises(vramswap.InvalidArgumentError):
+        vtorch.as_tensor(0x1000, torch.float32, (4,))  # an address needs device=
+
+
+def test_offload_gives_identical_results(dev):
+    model = make_model()
+    x = torch.randn(4, 128)
+    with torch.no_grad():
+        want = model(x)
+    with vtorch.offload(model, dev) as off:
+        assert len(off.units) == 8
+        with torch.no_grad():
+            got = model(x)
+            again = model(x)
+        assert torch.equal(got, want) and torch.equal(again, want)
+        assert off.counters["copies"] == 8             # first pass copies every unit
+        assert off.counters["hits"] == 8               # second pass: signatures unchanged
+        assert off.counters["streamed"] == 0
+        assert len(off.resident_units()) == 8
+        # Between forwards parameters live in the pinned host buffer.
+        assert all(p.device.type == "cpu" for p in model.parameters())
+        dev.check()
+    with torch.no_grad():
+        assert torch.equal(model(x), want)             # ordinary parameters again
+    assert dev.children() == []
+
+
+def test_offload_under_pressure_streams_what_does_not_fit(dev, page):
+    model = make_model(width=256)                      # 8 units of 257 KiB (~1 page each)
+    x = torch.randn(4, 256)
+    with torch.no_grad():
+        want = model(x)
+    dev.set_limit(4 * page)
+    try:
+        with vtorch.offload(model, dev) as off:
+            for _ in range(3):
+                with torch.no_grad():
+                    assert torch.equal(model(x), want)
+            assert off.counters["streamed"] > 0
+            assert 0 < len(off.resident_units()) < 8
+            # The most important (first) layers are the resident ones.
+            assert off.resident_units()[0] == off.units[0].name
+            dev.check()
+    finally:
+        dev.set_limit(0)
+
+
+def test_offload_refaults_after_eviction(dev):
+    model = make_model(layers=2)
+    x = torch.randn(2, 128)
+    with torch.no_grad():
+        want = model(x)
+    with vtorch.offload(model, dev) as off:
+        with torch.no_grad():
+            model(x)
+        off.vbar.free_memory(off.vbar.size)            # evict everything
+        off.vbar.prioritize()                          # clear the watermark
+        with torch.no_grad():
+            assert torch.equal(model(x), want)
+        assert off.counters["copies"] == 4             # copied again after eviction
+
+
+def test_offload_close_after_a_failing_forward(dev):
+    model = make_model(layers=2)
+    off = vtorch.offload(model, dev)
+    with pytest.raises(RuntimeError):
+        with torch.no_grad():
+            model(torch.randn(2, 3))                   # wrong width: the forward raises
+    off.close()
+    assert dev.children() == []
+    with torch.no_grad():
+        assert model(torch.randn(2, 128)).shape == (2, 128)
+
+
+def test_offload_uses_the_default_device():
+    vramswap.init(backend="sim", headroom=0)
+    try:
+        model = make_model(layers=1)
+        with vtorch.offload(model) as off:
+            assert off.device is vramswap.default_device()
+    finally:
+        vramswap.shutdown()
+
+
+@pytest.mark.gpu
+def test_offload_on_a_gpu():
+    if not torch.cuda.is_available():
+        pytest.skip("torch has no CUDA")
+    d = vramswap.Device("cuda", 0)
+    try:
+        model = make_model().cuda()
+        x = torch.randn(4, 128, device="cuda")
+        with torch.no_grad():
+            want = model(x)
+        with vtorch.offload(model, d):
+            with torch.no_grad():
+                assert torch.allclose(model(x), want)
+    finally:
+        d.close()
