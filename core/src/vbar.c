@@ -158,23 +158,25 @@ VS_API vs_status vs_vbar_create(vs_device_t *dev, uint64_t size, vs_vbar_t **out
         return VS_ERR_INVALID_ARGUMENT;
     }
     size = vs_round_up(size, page);
+    /* Reserve first: the driver refuses absurd sizes before we try to allocate
+     * their page table. */
+    vs_devptr_t base = 0;
+    st = dev->ops->va_reserve(dev->bdev, size, page, &base);
+    if (st != VS_OK) {
+        st = failed(dev, "reserving address space", st);
+        vs_dev_release(dev);
+        return st;
+    }
     struct vs_vbar *v = vs_pool_alloc(VS_KIND_VBAR);
     vs_page *pages = calloc((size_t)(size / page), sizeof(vs_page));
     if (!v || !pages) {
         free(pages);
         if (v)
             vs_pool_free(v);
+        if (dev->ops->va_free(dev->bdev, base, size) != VS_OK)
+            vs_log(VS_LOG_ERROR, "freeing a reservation after running out of memory failed");
         vs_dev_release(dev);
         return VS_ERR_OUT_OF_MEMORY;
-    }
-    vs_devptr_t base = 0;
-    st = dev->ops->va_reserve(dev->bdev, size, page, &base);
-    if (st != VS_OK) {
-        st = failed(dev, "reserving address space", st);
-        free(pages);
-        vs_pool_free(v);
-        vs_dev_release(dev);
-        return st;
     }
     v->dev = dev;
     v->base = base;
