@@ -72,24 +72,85 @@ def test_offload_gives_identical_results(dev):
     assert dev.children() == []
 
 
-def test_offload_under_pressure_streams_what_does_not_fit(dev, page):
+@pytest.mark.parametrize("placement", ["sequential", "spread"])
+def test_offload_under_pressure_streams_what_does_not_fit(dev, page, placement):
     model = make_model(width=256)                      # 8 units of 257 KiB (~1 page each)
     x = torch.randn(4, 256)
     with torch.no_grad():
         want = model(x)
-    dev.set_limit(4 * page)
+    dev.set_limit(6 * page)
     try:
-        with vtorch.offload(model, dev) as off:
-            for _ in range(3):
+        with vtorch.offload(model, dev, prefetch=2, lookahead=2, placement=placement) as off:
+            for _ in range(4):
                 with torch.no_grad():
                     assert torch.equal(model(x), want)
             assert off.counters["streamed"] > 0
-            assert 0 < len(off.resident_units()) < 8
-            # The most important (first) layers are the resident ones.
-            assert off.resident_units()[0] == off.units[0].name
+            resident = off.resident_units()
+            assert 0 < len(resident) < 8
+            names = [u.name for u in off.units]
+            idx = sorted(names.index(n) for n in resident)
+            if placement == "sequential":
+                # The most important (first) layers are the resident ones.
+                assert idx == list(range(len(idx)))
+            else:
+                # Spread over the execution order, so copies overlap resident compute.
+                assert idx != list(range(len(idx)))
+                assert off.counters["relayouts"] == 1
             dev.check()
     finally:
         dev.set_limit(0)
+
+
+def test_offload_learns_the_execution_order(dev):
+    class Reversed(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = torch.nn.Linear(64, 64)
+            self.b = torch.nn.Linear(64, 64)
+            self.c = torch.nn.Linear(64, 64)
+
+        def forward(self, x):
+            return self.a(self.b(self.c(x)))
+
+    model = Reversed().eval()
+    x = torch.randn(3, 64)
+    with torch.no_grad():
+        want = model(x)
+    with vtorch.offload(model, dev) as off:
+        with torch.no_grad():
+            assert torch.equal(model(x), want)
+            assert torch.equal(model(x), want)
+        by_offset = [u.name for u in sorted(off.units, key=lambda u: u.off)]
+        assert by_offset == ["c", "b", "a"]
+        assert off.counters["relayouts"] == 1
+
+
+def test_offload_refuses_training(dev):
+    model = make_model(layers=1).train()
+    with vtorch.offload(model, dev):
+        with pytest.raises(RuntimeError, match="inference"):
+            model(torch.randn(2, 128))
+
+
+def test_offload_keeps_state_dict_and_buffers(dev):
+    model = torch.nn.Sequential(torch.nn.Linear(32, 32), torch.nn.BatchNorm1d(32)).eval()
+    model[1].running_mean.normal_()
+    x = torch.randn(5, 32)
+    with torch.no_grad():
+        want = model(x)
+    sd = {k: v.clone() for k, v in model.state_dict().items()}
+    with vtorch.offload(model, dev) as off:
+        assert len(off.units) == 2
+        with torch.inference_mode():
+            assert torch.equal(model(x), want)
+        got = model.state_dict()
+        assert all(torch.equal(got[k], sd[k]) for k in sd)
+    # A state_dict taken while offloaded stays valid after close ...
+    assert all(torch.equal(got[k], sd[k]) for k in sd)
+    assert dev.children() != []                        # ... its host buffer waits for it
+    del got
+    vtorch._close_deferred()
+    assert dev.children() == []
 
 
 def test_offload_refaults_after_eviction(dev):

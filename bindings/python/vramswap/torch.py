@@ -15,30 +15,38 @@ they exist.
 
 Note [Module offload]
 ~~~~~~~~~~~~~~~~~~~~~
-:class:`ModuleOffload` moves a module's parameters into vramswap memory:
+:func:`offload` keeps an ``nn.Module``'s parameters and buffers in vramswap
+memory and moves them just in time:
 
-- Units: every submodule that owns parameters directly (a Linear, a LayerNorm),
-  in registration order, which is normally execution order. Each unit gets one
-  contiguous allocation in one VBAR, first unit first: the earliest layers are
-  the most important and the last to be evicted.
-- The parameters' canonical copy moves into one pinned HostBuffer laid out like
-  the VBAR (same offsets), and ``param.data`` points there between forwards.
-- Before a unit's forward (a forward pre-hook) its range is faulted. Resident:
-  copy host -> VBAR only when the signature changed since the last copy, and
-  point the parameters at the VBAR. Not resident (VS_NOT_RESIDENT: the budget is
-  taken by more important pages, or the watermark says stop): copy into a shared
-  scratch buffer and point the parameters there for this call.
-- After the forward (a forward hook) the parameters point back at the host copy
-  and the range is unpinned on the compute stream, so its pages become
-  evictable once the GPU has finished with them. Parameters therefore never
-  point at device memory that could be evicted under them.
-- Copies are issued on the compute stream (torch's current stream on CUDA), so
-  they are ordered with the kernels that use them. On the simulator the compute
-  is the CPU: the copy stream is synchronized before the forward runs.
-
-Inference only (autograd is not taken care of). Limitations: parameters used outside their own module's forward (tied weights
-read by another module) see the host copy; module buffers (BatchNorm statistics)
-are not moved; if a forward raises, its unit stays pinned until :meth:`close`.
+- Units: every submodule that owns parameters or buffers directly (a Linear, a
+  LayerNorm). Each unit is one contiguous range in the model's VBAR and one in a
+  pinned HostBuffer (the canonical copy: ``param.data`` points there between
+  forwards, so ``state_dict()``/``parameters()`` always see valid memory).
+- Order: units are placed in registration order, and the first forward records
+  the order they really run in. After it the VBAR is laid out again (Placement).
+- Pipeline: before unit *i* runs (a forward pre-hook) the next units are
+  *prepared* on a side copy stream, up to ``lookahead`` units and ``prefetch``
+  streamed ones ahead. Preparing a unit faults its range: resident -> copy host
+  to VBAR only when the signature changed (usually never after the first pass);
+  not resident -> copy into a slot of a ring of scratch buffers. The compute
+  stream waits for the unit's copy event only (no synchronize), the parameters
+  point at the VBAR or slot views for the duration of the module's forward, then
+  back at the host copy; the range is unpinned on the compute stream (its pages
+  become evictable once the GPU is past it) and a streamed slot is released
+  with an event the next copy into it waits for.
+- Placement: when the whole model stays resident after the first pass, the VBAR
+  follows execution order. When only a fraction *f* stayed, the resident set is
+  *spread* over the execution order (every 1/f-th unit, Bresenham) and placed
+  first in the VBAR, so that eviction (highest pages first) and the watermark
+  keep exactly those resident: the copy engine then streams the other units
+  while the resident ones compute, instead of idling through a resident prefix.
+- Recency: several offloaded models share a device; a model's VBAR is
+  prioritized when it starts a forward after another model ran (not on every
+  forward: prioritizing clears the watermark, which is what stops thrashing).
+- Inference only: a forward with autograd enabled on parameters that require
+  grad raises; use ``torch.no_grad()``/``torch.inference_mode()``.
+Limitations: a parameter shared by two modules (tied weights) belongs to the
+first; the other module's forward sees the host copy.
 """
 
 from __future__ import annotations
@@ -47,10 +55,14 @@ import ctypes
 
 import torch
 
-from . import errors
+from . import _lib, errors
 from .buffers import HostBuffer, ScratchBuffer
 from .device import Device, default_device
 from .vbar import Allocation
+
+_H2D = _lib.CONSTANTS["VS_COPY_HOST_TO_DEVICE"]
+_STREAM_NONE = _lib.CONSTANTS["VS_STREAM_NONE"] & ((1 << 64) - 1)
+_memcpy = _lib.LIB.vs_memcpy_async
 
 _ALIGN = 256  # bytes; alignment of every parameter inside a unit
 
@@ -131,162 +143,504 @@ def _align(n):
 
 
 class _Unit:
-    """One submodule's parameters: their place in the VBAR and the host buffer."""
+    """One submodule's own parameters and buffers: a range of the VBAR and of the
+    host buffer, and the views that point into them."""
 
-    __slots__ = ("name", "module", "params", "alloc", "size", "signature", "pinned", "hooks",
-                 "host_views")
+    __slots__ = ("index", "name", "module", "tensors", "size", "host_off", "off", "signature",
+                 "host_views", "vbar_views", "slot_views", "prep", "inflight", "copy_event",
+                 "hooks")
 
-    def __init__(self, name, module):
+    def __init__(self, index, name, module):
+        self.index = index
         self.name = name
         self.module = module
-        self.params = []        # (parameter, offset in the unit, original device)
-        self.alloc = None       # Allocation in the VBAR
-        self.size = 0           # bytes
+        self.tensors = []       # (kind "p"/"b", attribute name, tensor, offset in the unit, original device)
+        self.size = 0           # bytes (aligned)
+        self.host_off = 0       # offset in the host buffer
+        self.off = 0            # offset in the VBAR
         self.signature = None   # signature of the last copy into the VBAR
-        self.pinned = 0         # forwards in flight that pinned the range
+        self.host_views = []    # one tensor per entry of `tensors`, over the host buffer
+        self.vbar_views = []    # ... over the VBAR
+        self.slot_views = {}    # slot index -> views over that ring slot
+        self.prep = None        # prepared for its next run: (kind, slot, event) or None
+        self.inflight = []      # the same, for runs in progress (a module may nest)
+        self.copy_event = None  # event recorded after its last copy (GPU)
         self.hooks = []
-        self.host_views = []    # tensors over the host buffer, one per parameter
+
+
+class _Slot:
+    __slots__ = ("index", "ptr", "busy", "free_event")
+
+    def __init__(self, index, ptr):
+        self.index = index
+        self.ptr = ptr
+        self.busy = False       # holds a prepared or running unit
+        self.free_event = None  # recorded on the compute stream after its last use
+
+
+class _CudaSync:
+    """Ordering on a CUDA/HIP device: a side copy stream, events, no host waits."""
+
+    host_compute = False
+
+    def __init__(self, tdev):
+        self.tdev = tdev
+        self.copy_stream = torch.cuda.Stream(tdev)
+        self.copy_handle = self.copy_stream.cuda_stream
+        self._current = torch.cuda.current_stream
+
+    def event(self):
+        return torch.cuda.Event()
+
+    def record_copy(self, ev):
+        ev.record(self.copy_stream)
+
+    def copy_waits(self, ev):
+        if ev is not None:
+            self.copy_stream.wait_event(ev)
+
+    def compute_waits(self, ev):
+        self._current(self.tdev).wait_event(ev)
+
+    def record_compute(self, ev):
+        ev.record(self._current(self.tdev))
+
+    def compute_handle(self):
+        return self._current(self.tdev).cuda_stream
+
+    def synchronize(self):
+        torch.cuda.synchronize(self.tdev)
+
+
+class _HostSync:
+    """Ordering when the compute is the CPU (the simulated device): copies run on
+    a vramswap stream, the CPU waits for them, slots are free once the CPU
+    finished (it runs synchronously)."""
+
+    host_compute = True
+
+    def __init__(self, device):
+        self.device = device
+        self.stream = device.stream()
+        self.copy_handle = self.stream.handle
+
+    def event(self):
+        return self.device.event()
+
+    def record_copy(self, ev):
+        ev.record(self.stream)
+
+    def copy_waits(self, ev):
+        pass
+
+    def compute_waits(self, ev):
+        ev.synchronize()
+
+    def record_compute(self, ev):
+        pass
+
+    def compute_handle(self):
+        return _STREAM_NONE
+
+    def synchronize(self):
+        self.stream.synchronize()
+
+    def close(self):
+        self.stream.close()
+
+
+_last_run = {}  # vramswap Device -> the ModuleOffload that ran last on it
+_deferred = []  # host buffers of closed offloads that tensors (a state_dict) still view
+
+
+def _close_deferred():
+    """Close the host buffers that nothing views any more; the rest wait (their
+    memory stays valid for the tensors that still point into it)."""
+    import gc
+    gc.collect()
+    for hb in list(_deferred):
+        if not hb.live_views():
+            _deferred.remove(hb)
+            hb.close()
 
 
 class ModuleOffload:
-    """Keep `module`'s parameters in vramswap memory (Note [Module offload]).
-    ``with ModuleOffload(model, dev): model(x)``; close() restores ordinary
-    parameters on their original devices."""
+    """Keep `module`'s parameters and buffers in vramswap memory (Note [Module
+    offload]). Use :func:`offload`; ``close()`` (or the context manager) puts
+    ordinary tensors back on their original devices."""
 
-    def __init__(self, module, device=None, stream=None):
-        self.device = device if device is not None else default_device()
+    def __init__(self, module, device=None, prefetch=3, lookahead=8, placement="auto", stream=None):
+        if placement not in ("auto", "sequential", "spread"):
+            raise errors.invalid_argument("placement must be 'auto', 'sequential' or 'spread'")
+        if prefetch < 1 or lookahead < 1:
+            raise errors.invalid_argument("prefetch and lookahead must be >= 1")
+        self.device = _vramswap_device(device)
         self.module = module
         self.tdevice = torch_device(self.device)
-        self._stream = stream
-        self.counters = {"faults": 0, "copies": 0, "hits": 0, "streamed": 0}
+        self.prefetch = int(prefetch)      # ring slots for streamed units
+        self.lookahead = int(lookahead)    # units prepared ahead of the running one
+        self.placement = placement
+        self.counters = {"faults": 0, "copies": 0, "hits": 0, "streamed": 0, "passes": 0,
+                         "relayouts": 0}
         self.units = []
         self.host = self.vbar = self.scratch = None
+        self.slots = []
+        self._next_slot = 0
+        self._sync = None
+        self._order = None        # units in execution order (learned)
+        self._trace = None        # execution order being recorded during a pass
+        self._pos = 0             # index in _order of the next unit expected
+        self._depth = 0           # root forwards in progress (re-entrancy)
+        self._root_hooks = []
+        self._closed = False
         seen = set()
         for name, m in module.named_modules():
-            unit = _Unit(name, m)
-            for p in m.parameters(recurse=False):
-                if id(p) in seen:
+            u = _Unit(len(self.units), name, m)
+            for pname, prm in m._parameters.items():
+                if prm is None or id(prm) in seen:
                     continue
-                seen.add(id(p))
-                unit.params.append((p, unit.size, p.device))
-                unit.size = _align(unit.size + p.numel() * p.element_size())
-            if unit.params:
-                self.units.append(unit)
+                seen.add(id(prm))
+                u.tensors.append(("p", pname, prm, u.size, prm.device))
+                u.size = _align(u.size + prm.numel() * prm.element_size())
+            for bname, buf in m._buffers.items():
+                if buf is None or id(buf) in seen:
+                    continue
+                seen.add(id(buf))
+                u.tensors.append(("b", bname, buf, u.size, buf.device))
+                u.size = _align(u.size + buf.numel() * buf.element_size())
+            if u.tensors:
+                self.units.append(u)
         try:
-            self._place()
+            self._setup()
         except BaseException:
             self.close()
             raise
 
     # ------------------------------------------------------------ setup
 
-    def _place(self):
-        total = sum(u.size for u in self.units)
-        if not total:
+    def _setup(self):
+        if not self.units:
             return
-        self.vbar = self.device.vbar(total)
-        for u in self.units:
-            u.alloc = self.vbar.alloc(u.size, align=_ALIGN)
-        end = self.units[-1].alloc.offset + self.units[-1].size
-        self.host = self.device.host_buffer(end, size=end)
-        for u in self.units:
-            for p, off, _ in u.params:
-                hv = as_tensor(self.host, p.dtype, p.shape, offset=u.alloc.offset + off)
-                with torch.no_grad():
-                    hv.copy_(p.data)
-                p.data = hv
-                u.host_views.append(hv)
-            u.hooks.append(u.module.register_forward_pre_hook(self._pre_hook(u)))
-            u.hooks.append(u.module.register_forward_hook(self._post_hook(u)))
-
-    def _stream_handle(self):
-        if self._stream is not None:
-            return self._stream
-        if self.tdevice.type == "cuda":
-            return torch.cuda.current_stream(self.tdevice).cuda_stream
-        return 0
-
-    # ------------------------------------------------------------ hooks
-
-    def _pre_hook(self, u):
-        def hook(module, args):
-            self._load(u)
-        return hook
-
-    def _post_hook(self, u):
-        def hook(module, args, output):
-            self._release(u)
-        return hook
-
-    def _load(self, u):
         dev = self.device
-        stream = self._stream_handle()
-        host_addr = self.host.ptr + u.alloc.offset
+        self._sync = _HostSync(dev) if self.tdevice.type == "cpu" else _CudaSync(self.tdevice)
+        off = 0
+        for u in self.units:
+            u.host_off = off
+            off += u.size
+        self.host = dev.host_buffer(off, size=off)
+        with torch.no_grad(), _normal_mode():
+            for u in self.units:
+                for kind, name, t, toff, _ in u.tensors:
+                    hv = as_tensor(self.host, t.dtype, t.shape, offset=u.host_off + toff)
+                    hv.copy_(t.detach())
+                    u.host_views.append(hv)
+                    self._assign(u.module, kind, name, hv)
+                u.tensors = [(k, n, None, o, d) for (k, n, _, o, d) in u.tensors]  # drop the originals
+                if not self._sync.host_compute:
+                    u.copy_event = self._sync.event()
+        self._layout(list(self.units))
+        mi = dev.memory_info()
+        if sum(u.size for u in self.units) > mi.available + mi.evictable:
+            self._ring(False)  # it will stream: take the ring before the weights fill the budget
+        self._root_hooks.append(self.module.register_forward_pre_hook(self._pass_begin))
+        for u in self.units:
+            u.hooks.append(u.module.register_forward_pre_hook(self._make_pre(u)))
+            u.hooks.append(u.module.register_forward_hook(self._make_post(u)))
+        self._root_hooks.append(self.module.register_forward_hook(self._pass_end))
+
+    def _layout(self, order):
+        """(Re)create the VBAR with the units in `order` (most important first)."""
+        if self.vbar is not None:
+            self.vbar.close()
+            self.vbar = None
+        total = sum(u.size for u in order)
+        self.vbar = self.device.vbar(total)
+        base = self.vbar.base
+        with _normal_mode():
+            for u in order:
+                u.off = self.vbar.alloc(u.size, align=_ALIGN).offset
+                u.signature = None
+                u.vbar_views = [as_tensor(base + u.off, hv.dtype, hv.shape, device=self.tdevice, offset=toff)
+                                for (_, _, _, toff, _), hv in zip(u.tensors, u.host_views)]
+        _last_run.pop(self.device, None)
+
+    def _ring(self, must):
+        """The ring of scratch slots for streamed units, made on first need with
+        as many slots (up to `prefetch`) as the budget allows. None when there is
+        no room and not `must`; when `must`, units prepared ahead are released
+        first to make room, and OutOfMemoryError if even that is not enough."""
+        if self.scratch is None:
+            slot = _align(max(u.size for u in self.units))
+            # Units prepared ahead are pinned; unpinned, the ring's reclaim takes
+            # the least important pages (the highest), as eviction should.
+            self._release_prepared()
+            for attempt in (0, 1):
+                for n in range(self.prefetch, 0, -1):
+                    try:
+                        self.scratch = self.device.scratch(slot * n, size=slot * n)
+                        break
+                    except errors.OutOfMemoryError:
+                        pass
+                if self.scratch is not None or not must:
+                    break
+                if attempt == 1:
+                    raise errors.error(_lib.CONSTANTS["VS_ERR_OUT_OF_MEMORY"],
+                                       "vramswap.torch: no room for a %d-byte streaming buffer" % slot)
+            if self.scratch is None:
+                return None
+            self.slots = [_Slot(i, self.scratch.ptr + i * slot) for i in range(n)]
+        return self.slots
+
+    def _slot_views(self, u, slot):
+        v = u.slot_views.get(slot.index)
+        if v is None:
+            with _normal_mode():
+                v = [as_tensor(slot.ptr, hv.dtype, hv.shape, device=self.tdevice, offset=toff)
+                     for (_, _, _, toff, _), hv in zip(u.tensors, u.host_views)]
+            u.slot_views[slot.index] = v
+        return v
+
+    @staticmethod
+    def _assign(module, kind, name, t):
+        if kind == "p":
+            module._parameters[name].data = t
+        else:
+            module._buffers[name] = t
+
+    # ------------------------------------------------------------ the pipeline
+
+    def _prepare(self, u, must):
+        """Fault u and issue its copy. False (nothing pinned) when it needs a slot
+        and none is free, unless `must`: then a slot is waited for."""
+        sync = self._sync
         self.counters["faults"] += 1
-        sig = u.alloc.fault()
+        sig = self.vbar.fault(u.off, u.size)
         if sig is not None:
-            u.pinned += 1
-            base = u.alloc.ptr
+            ev = None
             if sig != u.signature:
-                dev.memcpy(base, host_addr, u.size, kind="h2d", stream=stream)
+                _memcpy(self.device._h(), _H2D, self.vbar.base + u.off, self.host.ptr + u.host_off, u.size,
+                        sync.copy_handle)
                 u.signature = sig
+                ev = u.copy_event if u.copy_event is not None else sync.event()
+                sync.record_copy(ev)
                 self.counters["copies"] += 1
             else:
                 self.counters["hits"] += 1
+            u.prep = ("res", None, ev)
+            return True
+        slots = self._ring(must)
+        if slots is None:
+            return False
+        slot = None
+        for k in range(len(slots)):
+            cand = slots[(self._next_slot + k) % len(slots)]
+            if not cand.busy:
+                slot = cand
+                self._next_slot = (cand.index + 1) % len(slots)
+                break
+        if slot is None:
+            if not must:
+                return False
+            raise errors.VramswapError(_lib.CONSTANTS["VS_ERR_BUSY"],
+                                       "vramswap.torch: every prefetch slot is in use (a module ran "
+                                       "re-entrantly more than %d deep)" % len(slots))
+        slot.busy = True
+        sync.copy_waits(slot.free_event)
+        _memcpy(self.device._h(), _H2D, slot.ptr, self.host.ptr + u.host_off, u.size, sync.copy_handle)
+        ev = u.copy_event if u.copy_event is not None else sync.event()
+        sync.record_copy(ev)
+        self.counters["streamed"] += 1
+        u.prep = ("slot", slot, ev)
+        return True
+
+    def _prefetch_after(self, pos):
+        order = self._order or self.units
+        streamed = sum(1 for s in self.slots if s.busy)
+        end = min(len(order), pos + self.lookahead)
+        for k in range(pos, end):
+            w = order[k]
+            if w.prep is not None or w.inflight:
+                continue
+            if self.slots and streamed >= len(self.slots):
+                break
+            if not self._prepare(w, False):
+                break
+            if w.prep[0] == "slot":
+                streamed += 1
+
+    def _make_pre(self, u):
+        def pre(module, args):
+            if self._trace is not None:
+                self._trace.append(u)
+            order = self._order or self.units
+            pos = self._pos
+            if pos < len(order) and order[pos] is u:
+                self._pos = pos + 1
+            else:  # out of the expected order: find it ahead, else no lookahead
+                try:
+                    self._pos = order.index(u, pos) + 1
+                except ValueError:
+                    self._pos = len(order)
+            if u.prep is None:
+                self._prepare(u, True)
+            self._prefetch_after(self._pos)
+            kind, slot, ev = prep = u.prep
+            u.prep = None
+            u.inflight.append(prep)
+            if ev is not None:
+                self._sync.compute_waits(ev)
+            views = u.vbar_views if kind == "res" else self._slot_views(u, slot)
+            assign = self._assign
+            for (k, name, _, _, _), v in zip(u.tensors, views):
+                assign(module, k, name, v)
+        return pre
+
+    def _make_post(self, u):
+        def post(module, args, output):
+            self._finish(u)
+        return post
+
+    def _finish(self, u):
+        kind, slot, _ = u.inflight.pop()
+        assign = self._assign
+        for (k, name, _, _, _), hv in zip(u.tensors, u.host_views):
+            assign(u.module, k, name, hv)
+        sync = self._sync
+        if kind == "res":
+            self.vbar.unpin(u.off, u.size, sync.compute_handle())
         else:
-            if self.scratch is None:
-                self.scratch = dev.scratch(max(x.size for x in self.units))
-            if self.scratch.size < u.size:
-                self.scratch.resize(u.size)
-            base = self.scratch.ptr
-            dev.memcpy(base, host_addr, u.size, kind="h2d", stream=stream)
-            self.counters["streamed"] += 1
-        if self.tdevice.type == "cpu":
-            dev.synchronize(stream)   # the simulator copies on its own thread
-        for p, off, _ in u.params:
-            p.data = as_tensor(base, p.dtype, p.shape, device=self.tdevice, offset=off)
+            if not sync.host_compute:
+                if slot.free_event is None:
+                    slot.free_event = sync.event()
+                sync.record_compute(slot.free_event)
+            slot.busy = False
 
-    def _release(self, u):
-        for (p, _, _), hv in zip(u.params, u.host_views):
-            p.data = hv
-        if u.pinned:
-            u.pinned -= 1
-            u.alloc.unpin(self._stream_handle())
+    def _release_prepared(self):
+        for u in self.units:
+            if u.prep is not None:
+                kind, slot, _ = u.prep
+                u.prep = None
+                if kind == "res":
+                    self.vbar.unpin(u.off, u.size, self._sync.compute_handle())
+                else:
+                    slot.busy = False  # nothing read it; later copies into it are stream-ordered
 
-    # ------------------------------------------------------------ lifetime
+    def _pass_begin(self, module, args):
+        if self._depth:
+            self._depth += 1
+            return
+        if torch.is_grad_enabled() and any(p.requires_grad for p in module.parameters()):
+            raise RuntimeError("vramswap.torch.offload is for inference: run the model under "
+                               "torch.no_grad() or torch.inference_mode(), or requires_grad_(False)")
+        if any(u.inflight for u in self.units):  # a previous forward raised half way
+            self._sync.synchronize()
+            for u in self.units:
+                while u.inflight:
+                    self._finish(u)
+            self._release_prepared()
+        self._depth = 1
+        if _last_run.get(self.device) is not self:
+            self.vbar.prioritize()
+            _last_run[self.device] = self
+        self._pos = 0
+        if self._order is None:
+            self._trace = []
+        self.counters["passes"] += 1
+
+    def _pass_end(self, module, args, output):
+        self._depth -= 1
+        if self._depth:
+            return
+        self._release_prepared()
+        if self._trace is not None:
+            trace, self._trace = self._trace, None
+            seen, order = set(), []
+            for u in trace:
+                if u.index not in seen:
+                    seen.add(u.index)
+                    order.append(u)
+            order += [u for u in self.units if u.index not in seen]
+            self._order = order
+            self._relayout(order)
+
+    def _relayout(self, order):
+        """After the first pass: lay the VBAR out in execution order, spreading
+        the resident set when not everything stayed resident (Note [Module offload])."""
+        total = sum(u.size for u in order)
+        loaded = self.vbar.loaded_size
+        frac = min(1.0, loaded / total) if total else 1.0
+        mode = self.placement
+        if mode == "auto":
+            mode = "sequential" if frac >= 0.999 else "spread"
+        if mode == "spread" and frac < 1.0:
+            resident, rest, acc = [], [], 0.0
+            for u in order:
+                acc += frac
+                if acc >= 1.0 - 1e-9:
+                    acc -= 1.0
+                    resident.append(u)
+                else:
+                    rest.append(u)
+            placed = resident + rest
+        else:
+            placed = list(order)
+        if [u.index for u in placed] == [u.index for u in sorted(self.units, key=lambda u: u.off)]:
+            return
+        self._sync.synchronize()   # nothing may still read the old VBAR
+        self._layout(placed)
+        self.counters["relayouts"] += 1
+
+    # ------------------------------------------------------------ queries, lifetime
 
     def resident_units(self):
         """Names of the units whose pages are all resident now."""
-        res = self.vbar.residency() if self.vbar is not None else b""
+        if self.vbar is None:
+            return []
+        res = self.vbar.residency()
         page = self.device.page_size
-        out = []
-        for u in self.units:
-            first, last = u.alloc.offset // page, (u.alloc.offset + u.size - 1) // page
-            if all(res[i] & 1 for i in range(first, last + 1)):
-                out.append(u.name)
-        return out
+        return [u.name for u in self.units
+                if all(res[i] & 1 for i in range(u.off // page, (u.off + u.size - 1) // page + 1))]
 
     def close(self):
-        """Remove the hooks, put the parameters back on their original devices
-        (copied out of vramswap memory) and release everything."""
+        """Remove the hooks, give the module ordinary tensors on their original
+        devices again (copied from the host copy), release vramswap memory."""
+        if self._closed:
+            return
+        self._closed = True
+        for h in self._root_hooks:
+            h.remove()
+        self._root_hooks = []
+        if self._sync is not None:
+            self._sync.synchronize()
         for u in self.units:
             for h in u.hooks:
                 h.remove()
             u.hooks = []
-            if u.alloc is not None and u.pinned:
-                if self.tdevice.type == "cuda":
-                    torch.cuda.synchronize(self.tdevice)
-                while u.pinned:
-                    u.pinned -= 1
-                    u.alloc.unpin(0)
-            for i, (p, _, orig) in enumerate(u.params):
-                if i < len(u.host_views):
-                    p.data = u.host_views[i].to(orig, copy=True)
-            u.host_views = []
-        for obj in (self.scratch, self.vbar, self.host):
+            if self.vbar is not None:
+                while u.inflight:
+                    self._finish(u)
+        if self.vbar is not None:
+            self._release_prepared()
+        with torch.no_grad():
+            for u in self.units:
+                for (k, name, _, _, orig), hv in zip(u.tensors, u.host_views):
+                    self._assign(u.module, k, name, hv.to(orig, copy=True))
+                u.host_views = []
+                u.vbar_views = []
+                u.slot_views = {}
+            hv = None  # the loop variable would keep the last host view alive
+        if _last_run.get(self.device) is self:
+            del _last_run[self.device]
+        if isinstance(self._sync, _HostSync):
+            self._sync.close()
+        for obj in (self.scratch, self.vbar):
             if obj is not None:
                 obj.close()
+        if self.host is not None:
+            _deferred.append(self.host)  # closed once no tensor views it (a kept state_dict)
+        _close_deferred()
         self.scratch = self.vbar = self.host = None
+        self.slots = []
 
     def __enter__(self):
         return self
@@ -295,7 +649,48 @@ class ModuleOffload:
         self.close()
 
 
-def offload(module, device=None, stream=None):
-    """``ModuleOffload(module, device, stream)``: keep `module`'s parameters in
-    vramswap memory of `device` (default: vramswap.init()'s device)."""
-    return ModuleOffload(module, device, stream)
+class _normal_mode:
+    """Create tensors outside inference mode even when called inside it (views
+    made once are reused by later forwards, in or out of inference mode)."""
+
+    def __enter__(self):
+        self._ctx = torch.inference_mode(False)
+        self._ctx.__enter__()
+
+    def __exit__(self, *exc):
+        self._ctx.__exit__(*exc)
+
+
+def _vramswap_device(device):
+    if device is None:
+        return default_device()
+    if isinstance(device, Device):
+        return device
+    tdev = torch.device(device)
+    if tdev.type == "cuda":
+        backend = "hip" if getattr(torch.version, "hip", None) else "cuda"
+    elif tdev.type == "cpu":
+        backend = "sim"
+    else:
+        raise errors.invalid_argument("vramswap.torch: no vramswap backend for torch device %s" % tdev)
+    ordinal = tdev.index or 0
+    d = default_device() if _initialized() else None
+    if d is not None and d.backend == backend and d.ordinal == ordinal:
+        return d
+    from .device import init
+    return init(backend=backend, device=ordinal, intercept=backend != "sim")
+
+
+def _initialized():
+    from .device import is_initialized
+    return is_initialized()
+
+
+def offload(module, device=None, prefetch=3, lookahead=8, placement="auto", stream=None):
+    """Run `module` with its weights in vramswap memory of `device` (a vramswap
+    Device, a torch device such as "cuda:0", or None for vramswap.init()'s
+    device): ``off = offload(model, "cuda")``; ``model(x)`` as usual;
+    ``off.close()`` to undo. `prefetch`: ring slots for weights that cannot stay
+    resident; `lookahead`: units prepared ahead of the running one; `placement`:
+    "auto", "sequential" or "spread" (Note [Module offload])."""
+    return ModuleOffload(module, device, prefetch, lookahead, placement, stream)
