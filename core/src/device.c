@@ -58,39 +58,40 @@ vs_status vs_dev_acquire(vs_device_t *dev)
     return VS_OK;
 }
 
-/* Common body of the per-object acquire functions: validate the object, find its
- * device, lock it, re-validate (the object may have died meanwhile). */
-static vs_status acquire_obj(void *obj, int kind, vs_device_t *const *devfield, vs_device_t **out)
-{
-    if (!vs_pool_live(obj, kind))
-        return VS_ERR_INVALID_HANDLE;
-    uint64_t gen = atomic_load(&((vs_obj *)obj)->generation);
-    vs_device_t *dev = *devfield;
-    if (!vs_pool_live(dev, VS_KIND_DEVICE))
-        return VS_ERR_INVALID_HANDLE;
-    vs_dev_lock(dev);
-    if (!vs_pool_live(obj, kind) || atomic_load(&((vs_obj *)obj)->generation) != gen ||
-        *devfield != dev) {
-        vs_dev_unlock(dev);
-        return VS_ERR_INVALID_HANDLE;
-    }
-    *out = dev;
-    return VS_OK;
-}
+/* Common body of the per-object acquire functions: validate the object (before
+ * touching it: a wild pointer is never dereferenced), find its device, lock it,
+ * re-validate (the object may have died meanwhile). */
+#define ACQUIRE_OBJ(o_, kind, out)                                                              \
+    do {                                                                                         \
+        if (!vs_pool_live((o_), (kind)))                                                        \
+            return VS_ERR_INVALID_HANDLE;                                                        \
+        uint64_t gen_ = atomic_load(&(o_)->obj.generation);                                     \
+        vs_device_t *dev_ = (o_)->dev;                                                          \
+        if (!vs_pool_live(dev_, VS_KIND_DEVICE))                                                 \
+            return VS_ERR_INVALID_HANDLE;                                                        \
+        vs_dev_lock(dev_);                                                                       \
+        if (!vs_pool_live((o_), (kind)) || atomic_load(&(o_)->obj.generation) != gen_ ||       \
+            (o_)->dev != dev_) {                                                                \
+            vs_dev_unlock(dev_);                                                                 \
+            return VS_ERR_INVALID_HANDLE;                                                        \
+        }                                                                                        \
+        *(out) = dev_;                                                                           \
+        return VS_OK;                                                                            \
+    } while (0)
 
 vs_status vs_vbar_acquire(struct vs_vbar *v, vs_device_t **dev)
 {
-    return acquire_obj(v, VS_KIND_VBAR, v ? &v->dev : NULL, dev);
+    ACQUIRE_OBJ(v, VS_KIND_VBAR, dev);
 }
 
 vs_status vs_scratch_acquire(struct vs_scratch *b, vs_device_t **dev)
 {
-    return acquire_obj(b, VS_KIND_SCRATCH, b ? &b->dev : NULL, dev);
+    ACQUIRE_OBJ(b, VS_KIND_SCRATCH, dev);
 }
 
 vs_status vs_host_acquire(struct vs_host_buffer *b, vs_device_t **dev)
 {
-    return acquire_obj(b, VS_KIND_HOST, b ? &b->dev : NULL, dev);
+    ACQUIRE_OBJ(b, VS_KIND_HOST, dev);
 }
 
 /* ---------------------------------------------------------------- open / close */

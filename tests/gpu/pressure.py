@@ -39,13 +39,10 @@ def child(args):
     torch.manual_seed(0)
     result = {"conf": os.environ.get("PYTORCH_CUDA_ALLOC_CONF", ""), "mode": args.mode}
 
-    class _CAI:
-        def __init__(self, ptr, n):
-            self.__cuda_array_interface__ = {"shape": (n,), "typestr": "|u1", "data": (ptr, False),
-                                             "version": 3, "strides": None}
+    import vramswap.torch as vt
 
     def view(ptr, n):
-        return torch.as_tensor(_CAI(ptr, n), device=dev_t).view(torch.bfloat16).view(D, D)
+        return vt.as_tensor(ptr, torch.bfloat16, (D, D), device=dev_t)
 
     # Host weights, pinned: a vramswap host buffer holding every layer (made on the GPU, copied down).
     # The device used for the host buffer is opened later; use torch's pinned memory here.

@@ -1,0 +1,168 @@
+#!/usr/bin/env bash
+# vramswap CI: every test tier, offline, on a 2-core machine.
+#
+#   default   RelWithDebInfo build in build/, ctest (everything but GPU tests)
+#   asan      ASan+UBSan build with invariant checks in build-asan/, ctest -L $ASAN_LABELS
+#   tsan      TSan build in build-tsan/, ctest -L $TSAN_LABELS
+#   python    pytest of bindings/python/tests against build/'s libvramswap
+#   install   ci/test_install.sh: install into a DESTDIR, build consumers, run them
+#
+# `ci/test.sh` runs them all; `ci/test.sh asan tsan` only those named. Every
+# tier runs even when an earlier one failed. The last line is
+# "N passed, N failed", counting tests (see the line before it).
+set -euo pipefail
+self=$(readlink -f "$0")
+cd "$(dirname "$self")/.."
+
+ASAN_LABELS='unit|property|conformance|cli'   # ctest -L regex for the sanitizer build
+TSAN_LABELS='stress'                      # ctest -L regex for the TSan build
+DEFAULT_EXCLUDE='gpu'                     # ctest -LE regex for the default build
+JOBS=2                                    # build and ctest parallelism
+PYTHON=${PYTHON:-/usr/bin/python3}        # the Debian interpreter (python3-* packages)
+ALL_TIERS=(default asan tsan python install)
+
+# allocator_may_return_null: an impossible malloc returns NULL as it does
+# without ASan (the library reports VS_ERR_OUT_OF_MEMORY) instead of aborting.
+export ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=1:detect_leaks=1:allocator_may_return_null=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1}
+
+banner() {
+  printf '\n==================== %s ====================\n' "$*"
+}
+
+configure_and_build() {   # build_dir cmake-args...
+  local dir=$1
+  shift
+  cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@"
+  cmake --build "$dir" -j"$JOBS"
+}
+
+# Run ctest and write "passed failed" of its summary into $count_file.
+# A ctest that finds no test fails (--no-tests=error): an empty tier is not a pass.
+run_ctest() {   # build_dir ctest-args...
+  local dir=$1 log
+  shift
+  log=$(mktemp)
+  local rc=0
+  (cd "$dir" && ctest --output-on-failure --no-tests=error -j"$JOBS" "$@") 2>&1 | tee "$log" || rc=$?
+  local line
+  line=$(grep -E '[0-9]+% tests passed, [0-9]+ tests? failed out of [0-9]+' "$log" | tail -n 1 || true)
+  rm -f "$log"
+  if [ -n "$line" ]; then
+    local failed total
+    failed=$(sed -E 's/.* ([0-9]+) tests? failed out of ([0-9]+).*/\1/' <<<"$line")
+    total=$(sed -E 's/.* failed out of ([0-9]+).*/\1/' <<<"$line")
+    echo "$((total - failed)) $failed" >"$count_file"
+  fi
+  return "$rc"
+}
+
+tier_default() {
+  configure_and_build build
+  run_ctest build -LE "$DEFAULT_EXCLUDE"
+}
+
+tier_asan() {
+  configure_and_build build-asan -DVS_ASAN=ON -DVS_DEBUG_INVARIANTS=ON
+  run_ctest build-asan -L "$ASAN_LABELS"
+}
+
+tier_tsan() {
+  configure_and_build build-tsan -DVS_TSAN=ON
+  run_ctest build-tsan -L "$TSAN_LABELS"
+}
+
+tier_python() {
+  if [ ! -d bindings/python/tests ]; then
+    echo "python: bindings/python/tests does not exist yet; tier skipped"
+    echo "skip" >"$count_file"
+    return 0
+  fi
+  configure_and_build build   # a no-op when the default tier built it
+  local lib
+  lib=$(find build -name 'libvramswap.so' -print -quit)
+  if [ -z "$lib" ]; then
+    echo "python: no libvramswap.so under build/" >&2
+    return 1
+  fi
+  lib=$(readlink -f "$lib")
+  echo "python: VRAMSWAP_LIBRARY=$lib"
+  local log rc=0
+  log=$(mktemp)
+  VRAMSWAP_LIBRARY=$lib "$PYTHON" -m pytest -W error bindings/python/tests 2>&1 | tee "$log" || rc=$?
+  # The last line reads like "==== 3 failed, 40 passed, 2 skipped in 4.1s ====".
+  local summary passed failed
+  summary=$(grep -E '^=+ .*( passed| failed| error| no tests ran).* in [0-9.]+s' "$log" | tail -n 1 || true)
+  rm -f "$log"
+  passed=$(grep -oE '[0-9]+ passed' <<<"$summary" | awk '{n += $1} END {print n + 0}' || true)
+  failed=$(grep -oE '[0-9]+ (failed|errors?)' <<<"$summary" | awk '{n += $1} END {print n + 0}' || true)
+  [ -n "$summary" ] && echo "$passed $failed" >"$count_file"
+  return "$rc"
+}
+
+tier_install() {
+  configure_and_build build   # a no-op when the default tier built it
+  bash ci/test_install.sh build
+  echo "1 0" >"$count_file"
+}
+
+# --tier NAME COUNT_FILE: run one tier in this process, so that `set -e` holds
+# inside it (bash ignores -e in functions called from an `if`).
+if [ "${1:-}" = "--tier" ]; then
+  count_file=$3
+  "tier_$2"
+  exit 0
+fi
+
+tiers=("$@")
+[ "${#tiers[@]}" -eq 0 ] && tiers=("${ALL_TIERS[@]}")
+for t in "${tiers[@]}"; do
+  if ! declare -F "tier_$t" >/dev/null; then
+    echo "usage: ci/test.sh [${ALL_TIERS[*]}]..." >&2
+    exit 2
+  fi
+done
+
+bash ci/deps.sh
+
+results=$(mktemp -d)
+trap 'rm -rf "$results"' EXIT
+start=$SECONDS
+total_passed=0
+total_failed=0
+summary=()
+for t in "${tiers[@]}"; do
+  banner "tier $t"
+  t0=$SECONDS
+  rc=0
+  bash "$self" --tier "$t" "$results/$t" || rc=$?
+  secs=$((SECONDS - t0))
+  counts=$(cat "$results/$t" 2>/dev/null || true)
+  if [ "$counts" = "skip" ]; then
+    summary+=("$(printf '%-8s skipped                       %4ds' "$t" "$secs")")
+    continue
+  fi
+  if [ -z "$counts" ]; then
+    # Failed before any test ran (configure, build): one failure.
+    counts="0 1"
+    [ "$rc" -eq 0 ] && counts="0 0"
+  fi
+  read -r p f <<<"$counts"
+  if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+    f=1   # the tier failed although its tests passed (e.g. a crash after the summary)
+  fi
+  total_passed=$((total_passed + p))
+  total_failed=$((total_failed + f))
+  status=ok
+  [ "$rc" -ne 0 ] && status=FAILED
+  summary+=("$(printf '%-8s %-6s %5d passed %4d failed  %4ds' "$t" "$status" "$p" "$f" "$secs")")
+done
+
+banner "summary"
+printf '%s\n' "${summary[@]}"
+echo "total time $((SECONDS - start))s"
+echo "counted: ctest tests (default, asan, tsan), pytest tests (python), 1 for the install check;" \
+     "a tier that failed before its tests ran counts as 1 failure"
+echo "$total_passed passed, $total_failed failed"
+[ "$total_failed" -eq 0 ]

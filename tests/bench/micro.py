@@ -1,0 +1,148 @@
+#!/usr/bin/env python3
+"""fault+unpin of a resident range through the Python bindings (median ns).
+
+    python3 tests/bench/micro.py [--backend auto|sim|cuda] [--range 128M]
+                                 [--iters 200000] [--json PATH] [--library PATH]
+
+What a model pays per layer and per forward pass when its weights are already
+resident: ``Allocation.fault()`` + ``Allocation.unpin(stream)``, the same
+through ``with alloc.pinned(stream) as sig:``, and the bare ``VBAR.fault`` /
+``VBAR.unpin`` pair, for a 1-page range and an N-page range, with the unpin
+given VS_STREAM_NONE, stream 0 and a created stream (its int handle). The C
+figures of tests/bench/micro.c are the floor these are compared with; the
+target is <= 5 us from Python (docs/performance.md).
+
+Timing as in Note [Micro timing] (micro.c): batches of BATCH calls between two
+clock reads, one sample per batch, the median sample is reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from vsimport import import_vramswap  # noqa: E402
+
+BATCH = 64
+STREAM_NONE = (1 << 64) - 1  # VS_STREAM_NONE: (uintptr_t)-1
+
+
+def parse_size(s):
+    s = s.strip().upper().rstrip("B").rstrip("I")
+    mult = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(s[-1:], 1)
+    return int(s[:-1] if mult > 1 else s) * mult
+
+
+def bench(name, what, fn, iters):
+    """fn(n) runs the operation n times; returns a result dict."""
+    fn(BATCH)  # warm-up
+    samples = []
+    for _ in range(max(1, iters // BATCH)):
+        t0 = time.perf_counter_ns()
+        fn(BATCH)
+        samples.append((time.perf_counter_ns() - t0) / BATCH)
+    samples.sort()
+    return {"name": name, "what": what, "median_ns": statistics.median(samples),
+            "min_ns": samples[0], "p90_ns": samples[min(len(samples) - 1, len(samples) * 9 // 10)],
+            "samples": len(samples)}
+
+
+def run(vs, args):
+    dev = vs.Device(None if args.backend == "auto" else args.backend, args.ordinal)
+    results = []
+    try:
+        page = dev.page_size
+        rng = parse_size(args.range) if args.range else ((4 << 20) if dev.backend == "sim"
+                                                          else (128 << 20))
+        rng = (rng + page - 1) // page * page
+        vbar = dev.vbar(rng)
+        whole = vbar.alloc(rng)
+        stream = dev.stream()
+        sh = stream.handle
+        one = vs.Allocation(vbar, 0, page)   # a 1-page view of the same pages
+        if whole.fault() is None:
+            raise RuntimeError("the range could not be made resident (budget too small?)")
+        whole.unpin(STREAM_NONE)
+
+        def alloc_pair(a, s):
+            fault, unpin = a.fault, a.unpin
+
+            def f(n):
+                for _ in range(n):
+                    fault()
+                    unpin(s)
+            return f
+
+        def ctx_pair(a, s):
+            def f(n):
+                for _ in range(n):
+                    with a.pinned(s):
+                        pass
+            return f
+
+        def vbar_pair(off, size, s):
+            fault, unpin = vbar.fault, vbar.unpin
+
+            def f(n):
+                for _ in range(n):
+                    fault(off, size)
+                    unpin(off, size, s)
+            return f
+
+        streams = [("none", STREAM_NONE), ("default", 0), ("stream", sh)]
+        gc.disable()
+        try:
+            for label, a in (("1page", one), ("range", whole)):
+                for sname, s in streams:
+                    results.append(bench("alloc_fault_unpin_%s_%s" % (label, sname),
+                                         "Allocation.fault()+unpin(), %s, unpin %s" % (label, sname),
+                                         alloc_pair(a, s), args.iters))
+                results.append(bench("alloc_pinned_ctx_%s_none" % label,
+                                     "with Allocation.pinned(), %s, unpin none" % label,
+                                     ctx_pair(a, STREAM_NONE), args.iters))
+                results.append(bench("vbar_fault_unpin_%s_none" % label,
+                                     "VBAR.fault()+unpin(), %s, unpin none" % label,
+                                     vbar_pair(a.offset, a.size, STREAM_NONE), args.iters))
+        finally:
+            gc.enable()
+        dev.synchronize(sh)
+        info = {"backend": dev.backend, "device": dev.props.name, "page_size": page,
+                "range_bytes": rng, "pages": rng // page, "batch": BATCH,
+                "python": sys.version.split()[0], "vramswap": vs.__version__}
+    finally:
+        dev.close()
+    return info, results
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--backend", default="auto")
+    ap.add_argument("--ordinal", type=int, default=0)
+    ap.add_argument("--range", default=None, help="bytes of the N-page range (default 128M, sim 4M)")
+    ap.add_argument("--iters", type=int, default=200000, help="calls per test")
+    ap.add_argument("--json", help="write the results here")
+    ap.add_argument("--library", help="libvramswap.so to load (else VRAMSWAP_LIBRARY, build/)")
+    args = ap.parse_args(argv)
+    vs = import_vramswap(args.library)
+    info, results = run(vs, args)
+    print("vramswap %s Python fault+unpin: %s (%s), page %d KiB, range %d KiB = %d pages"
+          % (info["vramswap"], info["device"], info["backend"], info["page_size"] >> 10,
+             info["range_bytes"] >> 10, info["pages"]))
+    print("%-32s %10s %10s %10s  %s" % ("test", "median ns", "min ns", "p90 ns", "what"))
+    for r in results:
+        print("%-32s %10.0f %10.0f %10.0f  %s" % (r["name"], r["median_ns"], r["min_ns"],
+                                                  r["p90_ns"], r["what"]))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(dict(info, tool="micro.py", results=results), f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
