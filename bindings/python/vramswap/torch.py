@@ -355,13 +355,10 @@ class ModuleOffload:
             self.vbar = None
         total = sum(u.size for u in order)
         self.vbar = self.device.vbar(total)
-        base = self.vbar.base
-        with _normal_mode():
-            for u in order:
-                u.off = self.vbar.alloc(u.size, align=_ALIGN).offset
-                u.signature = None
-                u.vbar_views = [as_tensor(base + u.off, hv.dtype, hv.shape, device=self.tdevice, offset=toff)
-                                for (_, _, _, toff, _), hv in zip(u.tensors, u.host_views)]
+        for u in order:
+            u.off = self.vbar.alloc(u.size, align=_ALIGN).offset
+            u.signature = None
+            u.vbar_views = None  # made at the first fault: torch asks the driver about the pointer
         _last_run.pop(self.device, None)
 
     def _ring(self, must):
@@ -391,13 +388,16 @@ class ModuleOffload:
             self.slots = [_Slot(i, self.scratch.ptr + i * slot) for i in range(n)]
         return self.slots
 
+    def _views_at(self, u, ptr):
+        """Tensors over u's parameters and buffers laid out from device address ptr."""
+        with _normal_mode():
+            return [as_tensor(ptr, hv.dtype, hv.shape, device=self.tdevice, offset=toff)
+                    for (_, _, _, toff, _), hv in zip(u.tensors, u.host_views)]
+
     def _slot_views(self, u, slot):
         v = u.slot_views.get(slot.index)
         if v is None:
-            with _normal_mode():
-                v = [as_tensor(slot.ptr, hv.dtype, hv.shape, device=self.tdevice, offset=toff)
-                     for (_, _, _, toff, _), hv in zip(u.tensors, u.host_views)]
-            u.slot_views[slot.index] = v
+            v = u.slot_views[slot.index] = self._views_at(u, slot.ptr)
         return v
 
     @staticmethod
@@ -489,7 +489,12 @@ class ModuleOffload:
             u.inflight.append(prep)
             if ev is not None:
                 self._sync.compute_waits(ev)
-            views = u.vbar_views if kind == "res" else self._slot_views(u, slot)
+            if kind == "res":
+                views = u.vbar_views
+                if views is None:
+                    views = u.vbar_views = self._views_at(u, self.vbar.base + u.off)
+            else:
+                views = self._slot_views(u, slot)
             assign = self._assign
             for (k, name, _, _, _), v in zip(u.tensors, views):
                 assign(module, k, name, v)
@@ -626,7 +631,7 @@ class ModuleOffload:
                 for (k, name, _, _, orig), hv in zip(u.tensors, u.host_views):
                     self._assign(u.module, k, name, hv.to(orig, copy=True))
                 u.host_views = []
-                u.vbar_views = []
+                u.vbar_views = None
                 u.slot_views = {}
             hv = None  # the loop variable would keep the last host view alive
         if _last_run.get(self.device) is self:
