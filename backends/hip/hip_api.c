@@ -4,6 +4,7 @@
 #include "hip/hip_api.h"
 
 #include <dlfcn.h>
+#include <link.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -29,6 +30,18 @@ static const vs_hip_entry vs_hip_entries[] = {
 #undef VS_HIP_OPT_
 };
 
+/* Note [One HIP runtime per process]
+ * ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+ * Two copies of the HIP runtime in one process do not share devices, streams
+ * or allocations: VBAR memory mapped through one is unknown to kernels
+ * launched through the other, and the hooks would patch the copy nobody calls.
+ * PyTorch's ROCm wheels bundle their own libamdhip64 (in torch/lib), which is
+ * not the system's. So the copy already in the process wins, found by file
+ * name among the loaded objects (whatever its directory or soname), then by
+ * soname with RTLD_NOLOAD; only when none is loaded is a fresh one opened, by
+ * the names below. $VRAMSWAP_LIBHIP names the one library to use (the tests
+ * load the emulator that way) and disables the search. */
+
 /* The sonames to try, newest ABI first after the development symlink. */
 static const char *const vs_hip_names[] = {
     "libamdhip64.so", "libamdhip64.so.7", "libamdhip64.so.6", "libamdhip64.so.5",
@@ -46,9 +59,24 @@ static void set_why(char *why, size_t why_len, const char *fmt, ...)
     va_end(ap);
 }
 
-/* dlopen the runtime. First the copy the process already has (torch loaded
- * it; a second, different copy of the HIP runtime in one process would not
- * share its devices, streams or allocations with the first), then a fresh load.
+/* dl_iterate_phdr callback: the path of the first loaded object whose file
+ * name starts with "libamdhip64" (copied into the vs_hip_lib's path). */
+static int find_loaded(struct dl_phdr_info *info, size_t size, void *arg)
+{
+    (void)size;
+    vs_hip_lib *lib = arg;
+    const char *path = info->dlpi_name;
+    if (!path || !*path)
+        return 0;
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    if (strncmp(base, "libamdhip64", 11) != 0)
+        return 0;
+    snprintf(lib->path, sizeof lib->path, "%s", path);
+    return 1;
+}
+
+/* dlopen the runtime (Note [One HIP runtime per process]).
  * RTLD_LOCAL: its symbols do not become global through us. */
 static void *open_runtime(vs_hip_lib *lib, char *why, size_t why_len)
 {
@@ -58,6 +86,12 @@ static void *open_runtime(vs_hip_lib *lib, char *why, size_t why_len)
     if (env && *env) {
         names = &env;
         n = 1;
+    } else if (dl_iterate_phdr(find_loaded, lib)) {
+        void *h = dlopen(lib->path, RTLD_NOW | RTLD_LOCAL | RTLD_NOLOAD);
+        if (h) {
+            lib->preloaded = 1;
+            return h;
+        }
     }
     for (size_t i = 0; i < n; i++) {
         void *h = dlopen(names[i], RTLD_NOW | RTLD_LOCAL | RTLD_NOLOAD);

@@ -23,6 +23,10 @@
  * core never sees the difference: a reused range is inaccessible until mapped,
  * like a fresh one, and va_free takes the size the core reserved.
  *
+ * A reservation refused with an explicit alignment is retried with the default
+ * one and kept if it happens to be aligned (some stacks refuse alignments,
+ * vllm-project/vllm#43022).
+ *
  * A range is not cached (it is really freed) when it still has mappings (the
  * runtime's own answer is then the right one) or when it holds stranded
  * memory (Note [HIP stranded memory]): keeping such a range would keep that
@@ -34,9 +38,9 @@
  * hipMemRelease is not given back to the device while the address range it
  * was mapped in is still reserved; it comes back at hipMemAddressFree
  * (ROCm/hip#3781, ROCm 6.4.0, fixed in 6.4.2; the same seen again with ROCm
- * 7.2 by comfy-aimdo's ROCm port, ROCm issue #6021; vLLM's sleep mode hit it,
- * vllm-project/vllm#46203). hipMemGetInfo keeps counting such memory as used,
- * so free-memory figures lag behind evictions.
+ * 7.2 by comfy-aimdo's ROCm port, ROCm/legacy-rocm-build#6021; vLLM's sleep
+ * mode hit it, vllm-project/vllm#46203). hipMemGetInfo keeps counting such
+ * memory as used, so free-memory figures lag behind evictions.
  *
  * What it means for vramswap: the core already avoids the release where it
  * can -- a VBAR-to-VBAR eviction moves the chunk to the new page without
@@ -74,9 +78,9 @@
  *   hipMemMap (the core maps and unmaps one page at a time): unmapping several
  *   mappings with one call has left ROCr believing the range still in use, so
  *   that hipMemAddressFree failed (ROCm/ROCR-Runtime#285).
- * Limitations: the estimate attributes a chunk to the last range it was mapped
- * in; memory stranded by a stack the measurement got wrong stays until close
- * or the next out-of-memory.
+ * Limitations: a chunk is attributed to the last range it was mapped in; a
+ * wrong "returns" verdict strands memory in a *reused* range until that VBAR
+ * is destroyed (only cached ranges are given back under pressure).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -187,6 +191,26 @@ static void trim_cache(vs_bdev *dev)
 
 /* ---------------------------------------------------------------- reserve / free */
 
+/* hipMemAddressReserve with an alignment. Some ROCm stacks refuse an explicit
+ * alignment that a reservation with the default alignment would satisfy
+ * anyway (vllm-project/vllm#43022): on failure, try the default and keep the
+ * range only if it happens to be aligned. */
+static hipError_t reserve_aligned(const vs_hip_api *api, uint64_t size, uint64_t align, void **va)
+{
+    hipError_t e = api->MemAddressReserve(va, (size_t)size, (size_t)align, NULL, 0);
+    if (e == hipSuccess || align == 0 || e == hipErrorOutOfMemory)
+        return e;
+    void *any = NULL;
+    if (api->MemAddressReserve(&any, (size_t)size, 0, NULL, 0) != hipSuccess)
+        return e;
+    if (any && (uint64_t)(uintptr_t)any % align == 0) {
+        *va = any;
+        return hipSuccess;
+    }
+    (void)api->MemAddressFree(any, (size_t)size);
+    return e;
+}
+
 vs_status vs_hip_va_reserve(vs_bdev *dev, uint64_t size, uint64_t align, vs_devptr_t *out)
 {
     if (!dev || !out || size == 0)
@@ -217,7 +241,7 @@ vs_status vs_hip_va_reserve(vs_bdev *dev, uint64_t size, uint64_t align, vs_devp
     }
     const vs_hip_api *api = &dev->hip->api;
     void *va = NULL;
-    hipError_t e = api->MemAddressReserve(&va, (size_t)size, (size_t)align, NULL, 0);
+    hipError_t e = reserve_aligned(api, size, align, &va);
     st = vs_hip_result(api, e, "hipMemAddressReserve");
     if (st == VS_OK && !va) {
         vs_backend_log(VS_LOG_ERROR, "hip: hipMemAddressReserve returned a null range");

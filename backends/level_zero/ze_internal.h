@@ -124,7 +124,6 @@ struct vs_bdev {
     vs_bdev_props props;                    /* cached at open */
     uint32_t copy_group;                    /* queue group ordinal used for streams */
     uint32_t copy_queues;                   /* queues in that group */
-    uint32_t next_queue;                    /* round robin over them (atomic) */
     bool in_order;                          /* lists created IN_ORDER (API >= 1.7) */
     ze_command_list_handle_t default_list;  /* stream 0 */
     pthread_mutex_t submit;                 /* serializes appends to command lists */

@@ -443,7 +443,6 @@ def m_resident(ctx, w, master):
     extra = {}
     if ctx.accel.cuda:
         extra["activation_peak_bytes"] = torch.cuda.max_memory_allocated(ctx.accel.dev) - base
-    del model
     return dict(samples=samples, out=out, extra=extra)
 
 
@@ -459,7 +458,16 @@ def m_vramswap(ctx, w, master):
         if w["limit"] is not None:  # no ballast on the simulator: the limit stands in for it
             cfg.setdefault("headroom", 1 << 20)
             cfg.setdefault("limit", w["limit"] + w["staging_bytes"] + (1 << 20))
-    dev = vs.Device(backend, ctx.accel.index if ctx.accel.cuda else 0, **cfg)
+    ordinal = ctx.accel.index if ctx.accel.cuda else 0
+    intercept_error = None
+    try:
+        dev = vs.Device(backend, ordinal, **cfg)
+    except vs.VramswapError as e:
+        if "intercept" in ctx.args.vs_config or not cfg.get("intercept"):
+            raise
+        intercept_error = str(e)  # hooks could not be installed: measure without them, say so
+        cfg["intercept"] = False
+        dev = vs.Device(backend, ordinal, **cfg)
     off = None
     try:
         model = master.instantiate()
@@ -483,7 +491,7 @@ def m_vramswap(ctx, w, master):
                  "resident_units": len(off.resident_units()) if hasattr(off, "resident_units") else None,
                  "page_size": dev.page_size, "intercepting": bool(dev.props.intercepting),
                  "config": {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in cfg.items()},
-                 "offload_args": kw,
+                 "offload_args": kw, "intercept_error": intercept_error,
                  "stats": {k: getattr(st, k) for k in (
                      "faults", "fault_hits", "fault_maps", "fault_not_resident", "fault_fast_fails",
                      "pages_mapped", "pages_evicted", "chunks_created", "chunks_released",
@@ -491,11 +499,13 @@ def m_vramswap(ctx, w, master):
                      "transient_retries", "peak_weights", "peak_scratch") if hasattr(st, k)}}
         return dict(samples=samples, out=out, extra=extra)
     finally:
-        if off is not None:
-            off.close()
-        ctx.accel.sync()
-        gc.collect()
-        dev.close()
+        try:
+            if off is not None:
+                off.close()
+        finally:
+            ctx.accel.sync()
+            gc.collect()
+            dev.close()
 
 
 def _streamed(ctx, w, master, mode):
@@ -909,6 +919,8 @@ def parse_args(argv):
     ap.add_argument("--vs-offload", default="",
                     help="vramswap.torch.offload keys, e.g. 'prefetch=2,placement=sequential'")
     ap.add_argument("--verbose", action="store_true", help="print tracebacks of failing methods")
+    ap.add_argument("--strict", action="store_true",
+                    help="exit 1 if a method failed or an output differs from resident (smoke tests)")
     a = ap.parse_args(argv)
     a.limit = parse_size(a.limit)
     if a.warmup is None:
@@ -922,8 +934,20 @@ def parse_args(argv):
     return a
 
 
+def save(a, results):
+    if not a.json:
+        return False
+    tmp = a.json + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(results, f, indent=1, default=str)
+    os.replace(tmp, a.json)
+    return True
+
+
 def main(argv=None):
     global torch, nn
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(line_buffering=True)  # progress shows up when piped to tee
     a = parse_args(argv)
     plan = make_plan(a)
     methods = selected_methods(a)
@@ -984,11 +1008,13 @@ def main(argv=None):
             print("   bound %.2f ms = max(resident %.2f ms, %.2f GiB / %.1f GB/s)"
                   % (r["bound_s"] * 1e3, r["resident_s"] * 1e3, w["streamed_bytes"] / GiB, ctx.bw_pinned / 1e9))
         results["workloads"].append(r)
+        save(a, results)  # partial results survive a run that is cut short
     masters.clear()
     ctx.drop_pinned()
     accel.clean()
     results["bandwidth"]["pinned_end_Bps"] = bandwidth(accel, bw_bytes, pinned=True)
     results["meta"] = machine_info(accel, versions)
+    results["meta"]["options"] = {k: v for k, v in vars(a).items() if k not in ("dry_run",)}
     results["targets"] = targets(results)
     print()
     print(summary_table(results, methods))
@@ -996,10 +1022,15 @@ def main(argv=None):
     for t in results["targets"]:
         print("vramswap %-12s %.3fx  target <= %.2fx  %s" % (t["workload"], t["ratio"], t["target"],
                                                             "met" if t["met"] else "NOT MET"))
-    if a.json:
-        with open(a.json, "w") as f:
-            json.dump(results, f, indent=1, default=str)
+    if save(a, results):
         print("wrote", a.json)
+    if a.strict:
+        bad = ["%s/%s: %s" % (w["name"], m, r.get("error") or "output differs from resident")
+               for w in results["workloads"] for m, r in w["methods"].items()
+               if r["status"] == "failed" or r.get("exact") is False]
+        for b in bad:
+            print("strict: " + b, file=sys.stderr)
+        return 1 if bad else 0
     return 0
 
 

@@ -23,6 +23,9 @@
  * same operation costs very different amounts depending on whether a physical
  * chunk was created or reused.
  */
+#if !defined(_GNU_SOURCE) && !defined(_POSIX_C_SOURCE)
+#define _POSIX_C_SOURCE 200809L /* clock_gettime, when built by hand with -std=c11 */
+#endif
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -452,6 +455,12 @@ static int parse_args(int argc, char **argv, bench_opts *o)
         } else if (!strcmp(a, "--quiet")) {
             o->quiet = 1;
             continue;
+        } else if (strcmp(a, "--backend") && strcmp(a, "--json") && strcmp(a, "--ordinal")
+                   && strcmp(a, "--range") && strcmp(a, "--page-size") && strcmp(a, "--iters")
+                   && strcmp(a, "--slow-iters")) {
+            fprintf(stderr, "vs_bench_micro: unknown option %s\n", a);
+            usage(stderr);
+            return -1;
         } else if (!v) {
             fprintf(stderr, "vs_bench_micro: %s needs a value\n", a);
             return -1;

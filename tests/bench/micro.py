@@ -12,6 +12,13 @@ given VS_STREAM_NONE, stream 0 and a created stream (its int handle). The C
 figures of tests/bench/micro.c are the floor these are compared with; the
 target is <= 5 us from Python (docs/performance.md).
 
+With PyTorch importable (and unless --no-torch), it also measures what
+``vramswap.torch.offload`` adds per unit and per forward when every unit is
+resident: a stack of UNITS tiny Linear modules run with and without offload;
+(with - without) / UNITS is the hook, fault, view-swap and unpin cost of one
+unit, the figure that decides whether a model that fits stays within 1.02x of
+resident at small token counts (docs/performance.md).
+
 Timing as in Note [Micro timing] (micro.c): batches of BATCH calls between two
 clock reads, one sample per batch, the median sample is reported.
 """
@@ -30,7 +37,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from vsimport import import_vramswap  # noqa: E402
 
 BATCH = 64
-STREAM_NONE = (1 << 64) - 1  # VS_STREAM_NONE: (uintptr_t)-1
+UNITS = 64          # modules in the offload-overhead model
 
 
 def parse_size(s):
@@ -53,7 +60,14 @@ def bench(name, what, fn, iters):
             "samples": len(samples)}
 
 
+def stream_none(vs):
+    """VS_STREAM_NONE ((uintptr_t)-1) from the library's constant table."""
+    v = vs._lib.CONSTANTS.get("VS_STREAM_NONE")
+    return (v if v is not None else -1) & ((1 << 64) - 1)
+
+
 def run(vs, args):
+    STREAM_NONE = stream_none(vs)
     dev = vs.Device(None if args.backend == "auto" else args.backend, args.ordinal)
     results = []
     try:
@@ -112,12 +126,66 @@ def run(vs, args):
         finally:
             gc.enable()
         dev.synchronize(sh)
+        if not args.no_torch:
+            results += offload_overhead(vs, dev, args)
         info = {"backend": dev.backend, "device": dev.props.name, "page_size": page,
                 "range_bytes": rng, "pages": rng // page, "batch": BATCH,
                 "python": sys.version.split()[0], "vramswap": vs.__version__}
     finally:
         dev.close()
     return info, results
+
+
+def offload_overhead(vs, dev, args):
+    """Per-unit cost of vramswap.torch.offload with everything resident."""
+    try:
+        import torch
+        import vramswap.torch as vtorch
+    except ImportError:
+        return []
+    tdev = vtorch.torch_device(dev)
+    model = torch.nn.Sequential(*[torch.nn.Linear(8, 8, bias=False) for _ in range(UNITS)]).eval()
+    model.requires_grad_(False)
+    x = torch.randn(1, 8, device=tdev)
+    sync = torch.cuda.synchronize if tdev.type == "cuda" else (lambda: None)
+
+    def forwards(n):
+        with torch.no_grad():
+            for _ in range(n):
+                model(x)
+        sync()
+
+    n = max(4, args.iters // (BATCH * UNITS))
+    out = []
+    model.to(tdev)
+    plain = _per_forward(forwards, n)
+    model.to("cpu")
+    off = vtorch.offload(model, device=dev)
+    try:
+        forwards(3)  # learn the order, relayout, settle
+        with_off = _per_forward(forwards, n)
+    finally:
+        off.close()
+    out.append(dict(name="torch_forward_plain", what="%d x Linear(8,8) forward, ordinary" % UNITS,
+                    **plain))
+    out.append(dict(name="torch_forward_offload", what="the same under vramswap.torch.offload",
+                    **with_off))
+    per_unit = {k: (with_off[k] - plain[k]) / UNITS for k in ("median_ns", "min_ns", "p90_ns")}
+    out.append(dict(name="torch_offload_per_unit", what="(offload - ordinary) / %d units" % UNITS,
+                    samples=with_off["samples"], **per_unit))
+    return out
+
+
+def _per_forward(fn, n):
+    fn(2)
+    samples = []
+    for _ in range(n):
+        t0 = time.perf_counter_ns()
+        fn(1)
+        samples.append(time.perf_counter_ns() - t0)
+    samples.sort()
+    return {"median_ns": statistics.median(samples), "min_ns": samples[0],
+            "p90_ns": samples[min(len(samples) - 1, len(samples) * 9 // 10)], "samples": len(samples)}
 
 
 def main(argv=None):
@@ -127,6 +195,7 @@ def main(argv=None):
     ap.add_argument("--range", default=None, help="bytes of the N-page range (default 128M, sim 4M)")
     ap.add_argument("--iters", type=int, default=200000, help="calls per test")
     ap.add_argument("--json", help="write the results here")
+    ap.add_argument("--no-torch", action="store_true", help="skip the vramswap.torch.offload overhead test")
     ap.add_argument("--library", help="libvramswap.so to load (else VRAMSWAP_LIBRARY, build/)")
     args = ap.parse_args(argv)
     vs = import_vramswap(args.library)

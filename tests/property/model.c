@@ -43,7 +43,7 @@ uint64_t pm_weights(const pm_model *m)
 
 uint64_t pm_own(const pm_model *m)
 {
-    return pm_weights(m) + m->intercepted;
+    return pm_weights(m) + m->scratch + m->intercepted;
 }
 
 uint64_t pm_others(const pm_model *m)
@@ -60,7 +60,7 @@ uint64_t pm_available(const pm_model *m)
 
 uint64_t pm_driver_free(const pm_model *m)
 {
-    uint64_t used = pm_weights(m) + m->external + m->intercepted + m->uncounted;
+    uint64_t used = pm_weights(m) + m->scratch + m->external + m->intercepted + m->uncounted;
     return m->capacity > used ? m->capacity - used : 0;
 }
 
@@ -340,5 +340,17 @@ int pm_intercepted_malloc(pm_model *m, uint64_t size, int *refused, int *driver_
             return -1;
     }
     m->intercepted += size;
+    return 0;
+}
+
+int pm_scratch_resize(pm_model *m, uint64_t bytes)
+{
+    uint64_t want = (bytes + m->page - 1) / m->page * m->page;
+    if (want > m->scratch) {
+        uint64_t freed = 0;
+        if (pm_reclaim(m, want - m->scratch, &freed) != 0)
+            return -1;
+    }
+    m->scratch = want;
     return 0;
 }

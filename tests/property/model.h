@@ -58,6 +58,7 @@ typedef struct pm_model {
     uint64_t external;     /* vs_sim_set_external_usage */
     uint64_t intercepted;  /* live vs_sim_malloc bytes counted by interception */
     uint64_t uncounted;    /* live vs_sim_malloc bytes not intercepted (others) */
+    uint64_t scratch;      /* bytes mapped in the (one) scratch buffer, page multiple */
     pm_vbar *order[PM_MAXV];   /* priority list, 0 = most important */
     int nv;
     uint64_t max_gen;      /* largest generation seen so far */
@@ -112,6 +113,10 @@ uint64_t pm_free_memory(pm_model *m, uint64_t bytes);
 uint64_t pm_vbar_free_memory(pm_model *m, pm_vbar *v, uint64_t bytes);
 /* After a limit/headroom change: evict until own + others fit the budget. 0 or -1. */
 int pm_fit_budget(pm_model *m);
+
+/* Resize the scratch buffer to cover `bytes`: growing reclaims the growth (all
+ * or nothing). 0, or -1 (OUT_OF_MEMORY, nothing changed). */
+int pm_scratch_resize(pm_model *m, uint64_t bytes);
 
 /* An intercepted allocation of `size` (interception installed). 0 = allocated,
  * -1 = OUT_OF_MEMORY. *refused is set when it was refused under the limit,

@@ -6,7 +6,7 @@
  * pages (bytes written read back unchanged until the page's signature changes).
  *
  * Environment: VS_PROPERTY_SEED (one seed for every test; "random" for a
- * time-based one), VS_PROPERTY_STEPS (steps per test, default 25000),
+ * time-based one), VS_PROPERTY_STEPS (steps per test, default 50000),
  * VS_PROPERTY_TRACE=1 (print every operation). The seed is printed at the start;
  * a failure prints the seed, the step and the last operations.
  */
@@ -42,6 +42,7 @@ typedef struct pt_alloc {
     uint64_t size;
 } pt_alloc;
 
+#define PT_SCRATCH_PAGES 8
 #define PT_MAX_FAULTS 48
 #define PT_MAX_ALLOCS 16
 #define PT_HISTORY 24
@@ -58,6 +59,7 @@ typedef struct pt_ctx {
     pt_alloc allocs[PT_MAX_ALLOCS];
     int nallocs;
     uintptr_t stream;
+    vs_scratch_t *scratch;  /* one scratch buffer of PT_SCRATCH_PAGES pages at most */
     long step;
     int trace;
     char history[PT_HISTORY][192];
@@ -222,21 +224,26 @@ static void pt_resolve(pt_ctx *c)
     c->m.max_gen = newmax;
 }
 
-/* Verify the data of every resident page that holds a pattern of its current
- * generation. */
+/* Verify the data of pages [first, last] of v that hold a pattern of their
+ * current generation. Only call it once the model's residency was checked:
+ * reading a page the library unmapped would fault. */
+static void pt_check_data_range(pt_ctx *c, pm_vbar *v, uint64_t first, uint64_t last)
+{
+    for (uint64_t p = first; p <= last; p++) {
+        pm_page *pg = &v->pages[p];
+        if (!pg->resident || pg->data_gen == 0 || pg->data_gen != pg->gen)
+            continue;
+        long bad = vt_verify(pt_page_ptr(c, v, p), c->m.page, pg->data_seed);
+        PT_ASSERT(c, bad < 0, "VBAR %u page %llu (signature %llu unchanged) lost its data at "
+                  "byte %ld", v->id, (unsigned long long)p, (unsigned long long)pg->gen, bad);
+    }
+}
+
+/* The same for every page of every VBAR. */
 static void pt_check_data(pt_ctx *c)
 {
-    for (int i = 0; i < c->m.nv; i++) {
-        pm_vbar *v = c->m.order[i];
-        for (uint64_t p = 0; p < v->npages; p++) {
-            pm_page *pg = &v->pages[p];
-            if (!pg->resident || pg->data_gen == 0 || pg->data_gen != pg->gen)
-                continue;
-            long bad = vt_verify(pt_page_ptr(c, v, p), c->m.page, pg->data_seed);
-            PT_ASSERT(c, bad < 0, "VBAR %u page %llu (signature %llu unchanged) lost its data at "
-                      "byte %ld", v->id, (unsigned long long)p, (unsigned long long)pg->gen, bad);
-        }
-    }
+    for (int i = 0; i < c->m.nv; i++)
+        pt_check_data_range(c, c->m.order[i], 0, c->m.order[i]->npages - 1);
 }
 
 static void pt_write_range(pt_ctx *c, pm_vbar *v, uint64_t first, uint64_t last)
@@ -304,19 +311,20 @@ static void pt_check(pt_ctx *c)
     PT_FIELD(headroom, m->headroom);
     PT_FIELD(budget, pm_budget(m));
     PT_FIELD(used_weights, pm_weights(m));
-    PT_FIELD(used_scratch, (uint64_t)0);
+    PT_FIELD(used_scratch, m->scratch);
     PT_FIELD(used_intercepted, m->intercepted);
     PT_FIELD(used_others, pm_others(m));
     PT_FIELD(available, pm_available(m));
     PT_FIELD(evictable, pm_evictable_bytes(m));
 #undef PT_FIELD
     vs_sim_counters sc = vt_counters(c->e->ordinal);
-    PT_ASSERT(c, sc.mapped_bytes == pm_weights(m), "sim maps %llu bytes, model %llu",
-              (unsigned long long)sc.mapped_bytes, (unsigned long long)pm_weights(m));
-    PT_ASSERT(c, sc.phys_bytes == pm_weights(m), "sim holds %llu physical bytes, model %llu",
-              (unsigned long long)sc.phys_bytes, (unsigned long long)pm_weights(m));
-    PT_ASSERT(c, sc.reservations == (uint64_t)m->nv, "sim has %llu reservations, %d VBARs",
-              (unsigned long long)sc.reservations, m->nv);
+    uint64_t mapped = pm_weights(m) + m->scratch;
+    PT_ASSERT(c, sc.mapped_bytes == mapped, "sim maps %llu bytes, model %llu",
+              (unsigned long long)sc.mapped_bytes, (unsigned long long)mapped);
+    PT_ASSERT(c, sc.phys_bytes == mapped, "sim holds %llu physical bytes, model %llu",
+              (unsigned long long)sc.phys_bytes, (unsigned long long)mapped);
+    PT_ASSERT(c, sc.reservations == (uint64_t)m->nv + 1, "sim has %llu reservations, %d VBARs "
+              "and a scratch buffer", (unsigned long long)sc.reservations, m->nv);
     if (c->check_stats) {
         vs_stats s;
         PT_STATUS(c, vs_device_get_stats(c->e->dev, &s), VS_OK);
@@ -337,6 +345,8 @@ static void pt_check(pt_ctx *c)
                   (unsigned long long)s.cur_weights);
         PT_ASSERT(c, s.cur_intercepted == m->intercepted, "stats.cur_intercepted %llu",
                   (unsigned long long)s.cur_intercepted);
+        PT_ASSERT(c, s.cur_scratch == m->scratch, "stats.cur_scratch %llu",
+                  (unsigned long long)s.cur_scratch);
     }
     pt_check_data(c);
 }
@@ -445,7 +455,9 @@ static void pt_after_good_fault(pt_ctx *c, pm_vbar *v, uint64_t off, uint64_t si
             maxgen = v->pages[p].gen;
     PT_ASSERT(c, sig == maxgen, "fault signature %llu, newest page of the range %llu",
               (unsigned long long)sig, (unsigned long long)maxgen);
-    pt_check_data(c);   /* before overwriting: what survived must be intact */
+    /* Before overwriting: what survived must be intact (these pages are pinned
+     * and resident, VS_OK says so). */
+    pt_check_data_range(c, v, first, last);
     pt_write_range(c, v, first, last);
     PT_ASSERT(c, c->nfaults < PT_MAX_FAULTS, "too many outstanding faults");
     c->faults[c->nfaults++] = (pt_fault_rec){v->id, off, size};
@@ -632,7 +644,7 @@ static void pt_do_external(pt_ctx *c)
     uint64_t x = vt_rng_chance(&c->rng, 1, 3) ? 0 : vt_rng_below(&c->rng, c->cfg->pages / 2 + 1) *
                                                       c->m.page;
     pt_op(c, "external usage %llu", (unsigned long long)x);
-    uint64_t used = pm_weights(&c->m) + c->m.intercepted + c->m.uncounted;
+    uint64_t used = pm_weights(&c->m) + c->m.scratch + c->m.intercepted + c->m.uncounted;
     uint64_t rest = c->m.capacity > used ? c->m.capacity - used : 0;
     vs_status st = vs_sim_set_external_usage(c->e->ordinal, x);
     if (x <= rest) {
@@ -687,6 +699,29 @@ static void pt_do_free(pt_ctx *c)
     else
         c->m.uncounted -= c->allocs[i].size;
     c->allocs[i] = c->allocs[--c->nallocs];
+}
+
+static void pt_do_scratch(pt_ctx *c)
+{
+    uint64_t pages = vt_rng_below(&c->rng, PT_SCRATCH_PAGES + 1);
+    uint64_t size = pages * c->m.page;
+    if (size && vt_rng_chance(&c->rng, 1, 2))
+        size -= vt_rng_below(&c->rng, c->m.page);
+    pt_op(c, "scratch resize %llu", (unsigned long long)size);
+    uint64_t before = c->m.scratch;
+    int r = pm_scratch_resize(&c->m, size);
+    if (r == 0 ? c->m.scratch > before : 1)
+        c->want_reclaims = 1;
+    vs_status st = vs_scratch_resize(c->scratch, size);
+    PT_STATUS(c, st, r == 0 ? VS_OK : VS_ERR_OUT_OF_MEMORY);
+    if (st == VS_OK) {
+        vs_devptr_t p = 0;
+        uint64_t got = 0, max = 0;
+        PT_STATUS(c, vs_scratch_get(c->scratch, &p, &got, &max), VS_OK);
+        PT_ASSERT(c, got == size, "scratch size %llu", (unsigned long long)got);
+        if (size) /* the mapped pages are usable */
+            vt_fill(vt_host(p), c->m.scratch, vt_rng_next(&c->rng));
+    }
 }
 
 /* A fault with a driver failure armed. Only allowed transitions are checked; the
@@ -823,6 +858,7 @@ static void pt_step(pt_ctx *c)
         {pt_do_floor, 3},
         {pt_do_limit, c->cfg->limits ? 2u : 0u},
         {pt_do_external, 2},
+        {pt_do_scratch, 2},
         {pt_do_malloc, 3},
         {pt_do_free, 3},
         {pt_do_injected_fault, c->cfg->inject ? 5u : 0u},
@@ -859,6 +895,7 @@ static void pt_teardown(pt_ctx *c)
     }
     PT_STATUS(c, vs_sim_set_external_usage(c->e->ordinal, 0), VS_OK);
     PT_STATUS(c, vs_stream_destroy(c->e->dev, c->stream), VS_OK);
+    PT_STATUS(c, vs_scratch_destroy(c->scratch), VS_OK);
     vt_close(c->e);
     c->e = NULL;
 }
@@ -878,7 +915,7 @@ static void pt_run(const pt_cfg *cfg)
     } else {
         c->seed = vt_env_u64("VS_PROPERTY_SEED", cfg->seed, &from_env);
     }
-    long steps = (long)vt_env_u64("VS_PROPERTY_STEPS", 25000, NULL);
+    long steps = (long)vt_env_u64("VS_PROPERTY_STEPS", 50000, NULL);
     c->trace = getenv("VS_PROPERTY_TRACE") && *getenv("VS_PROPERTY_TRACE") != '0';
     fprintf(stderr, "property %s: seed %llu, %ld steps (VS_PROPERTY_SEED=%llu to repeat)\n",
             cfg->name, (unsigned long long)c->seed, steps, (unsigned long long)c->seed);
@@ -890,6 +927,7 @@ static void pt_run(const pt_cfg *cfg)
                                 .flags = cfg->intercept ? VS_DEVICE_INTERCEPT : 0u});
     pm_init(&c->m, c->e->page, c->e->capacity, 0, 0);
     VT_OK(vs_stream_create(c->e->dev, &c->stream));
+    VT_OK(vs_scratch_create(c->e->dev, PT_SCRATCH_PAGES * c->e->page, &c->scratch));
     for (c->step = 0; c->step < steps; c->step++) {
         pt_step(c);
         pt_check(c);

@@ -17,6 +17,7 @@ static struct {
     int init_error;                    /* knob init: */
     int runtime_version;               /* knob runtime: */
     int strand;                        /* knob strand: */
+    int align_reject;                  /* knob align:reject */
 } g_emu;
 
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
@@ -56,6 +57,8 @@ static void parse_knobs(void)
             g_emu.init_error = (int)strtol(val, NULL, 0);
         else if (strcmp(kv, "runtime") == 0)
             g_emu.runtime_version = (int)strtol(val, NULL, 0);
+        else if (strcmp(kv, "align") == 0)
+            g_emu.align_reject = strcmp(val, "reject") == 0;
         else if (strcmp(kv, "strand") == 0)
             g_emu.strand = (int)strtol(val, NULL, 0) != 0;
         else
@@ -118,6 +121,11 @@ int emu_vmm_attr_unknown(void)
 int emu_strands(void)
 {
     return g_emu.strand;
+}
+
+int emu_align_reject(void)
+{
+    return g_emu.align_reject;
 }
 
 int emu_runtime_version(void)

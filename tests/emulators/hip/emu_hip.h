@@ -18,6 +18,9 @@
  *                      (hipErrorInvalidValue), as runtimes before it existed
  *     init:<code>      every call fails with this hipError_t (default 0)
  *     runtime:<ver>    hipRuntimeGetVersion (default 60400000, "6.4")
+ *     align:reject     hipMemAddressReserve refuses an explicit alignment
+ *                      (hipErrorInvalidValue) but aligns default reservations
+ *                      to the recommended granularity, as some stacks do
  *     strand:1         hipMemRelease keeps the memory of a chunk whose last
  *                      reservation is still reserved until hipMemAddressFree
  *                      of that reservation (the ROCm bug of Note [HIP
@@ -89,6 +92,7 @@ hipError_t emu_stream(hipStream_t s, simdev_t **sd, simdev_handle *h);
 int emu_has_vmm(int ordinal);
 int emu_vmm_attr_unknown(void);
 int emu_strands(void);
+int emu_align_reject(void);
 int emu_runtime_version(void);
 
 #endif /* VS_EMU_HIP_H */

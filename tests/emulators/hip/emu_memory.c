@@ -128,6 +128,14 @@ EMU_API hipError_t hipMemAddressReserve(void **ptr, size_t size, size_t alignmen
         return r;
     if ((r = emu_injected(VS_SIM_OP_VA_RESERVE)) != hipSuccess)
         return r;
+    if (emu_align_reject()) {
+        simdev_props p;
+        if (alignment)
+            return hipErrorInvalidValue;
+        if ((r = emu_result(simdev_get_props(sd, &p))) != hipSuccess)
+            return r;
+        alignment = (size_t)p.preferred_page_size;
+    }
     uint64_t va = 0;
     r = emu_result(simdev_va_reserve(sd, size, alignment, &va));
     if (r == hipSuccess)

@@ -101,6 +101,23 @@ Test(hip, missing_runtime_leaves_the_library_usable)
     VT_OK(vs_device_close(dev));
 }
 
+Test(hip, the_runtime_already_in_the_process_is_used)
+{
+    /* As torch's ROCm wheel does: its own libamdhip64, loaded from a directory
+     * nobody searches. Without VRAMSWAP_LIBHIP the backend finds that copy
+     * among the loaded objects instead of loading the system's. */
+    ht_emu_get();
+    unsetenv("VRAMSWAP_LIBHIP");
+    vs_backend_info info = ht_hip_info();
+    cr_assert_eq(info.available, 1, "unavailable: %s", info.why);
+    vs_device_t *dev = ht_open(0, 0, 0, 0);
+    vs_device_props p;
+    VT_OK(vs_device_get_props(dev, &p));
+    cr_assert(strstr(p.name, "HIP emulator 0") != NULL, "name %s", p.name);
+    VT_OK(vs_device_close(dev));
+    ht_assert_clean(0);
+}
+
 Test(hip, no_vmm_support_makes_the_backend_unavailable)
 {
     ht_setup(NULL, "vmm:0");
@@ -148,6 +165,22 @@ Test(hip, failing_hipinit_is_reported)
     vs_backend_info info = ht_hip_info();
     cr_assert_eq(info.available, 0);
     cr_assert(strstr(info.why, "hipErrorNoDevice") != NULL, "why: %s", info.why);
+}
+
+Test(hip, an_explicit_alignment_the_runtime_refuses_is_retried_with_the_default)
+{
+    ht_setup(NULL, "align:reject");
+    vs_device_t *dev = ht_open(0, 0, 0, 0);
+    uint64_t r0 = ht_reserve_calls();
+    vs_vbar_t *vb;
+    VT_OK(vs_vbar_create(dev, 4 * HT_PAGE, &vb));
+    cr_assert_eq(ht_reserve_calls(), r0 + 2, "refused, then the default alignment");
+    cr_assert_eq(base_of(vb) % HT_PAGE, 0);
+    VT_OK(vs_vbar_fault(vb, 0, 4 * HT_PAGE, NULL));
+    VT_OK(vs_vbar_unpin(vb, 0, 4 * HT_PAGE, VS_STREAM_NONE));
+    VT_OK(vs_vbar_destroy(vb));
+    VT_OK(vs_device_close(dev));
+    ht_assert_clean(0);
 }
 
 /* ---------------------------------------------------------------- VBARs */

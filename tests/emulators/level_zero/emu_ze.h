@@ -33,7 +33,9 @@
  *                    the others answer ZE_RESULT_ERROR_UNSUPPORTED_FEATURE
  *     import:0       no zexDriverImportExternalPointer extension
  *     copyengine:0   no dedicated copy queue group (compute group only)
- *     resvpow2:1     reservation sizes must be powers of two (older Intel drivers)
+ *     resvpow2:1     older Intel drivers: the page size of an allocation is the
+ *                    largest power of two not above its size, so reservation
+ *                    sizes must be powers of two
  *     resvalign:<n>  reservations aligned to n bytes only (default: the page
  *                    size answered for their size, as Intel's driver does)
  *
