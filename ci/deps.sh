@@ -8,7 +8,7 @@ packages=(
   build-essential cmake pkg-config
   libcriterion-dev libcapstone-dev
   libamdhip64-dev libze-dev libze1
-  python3-pytest python3-numpy python3-hypothesis python3-torch
+  python3-pytest python3-numpy python3-hypothesis python3-torch python3-matplotlib
 )
 
 missing=()

@@ -34,10 +34,6 @@ typedef union vs_slot {
     struct vs_vbar vbar;
     struct vs_scratch scratch;
     struct vs_host_buffer host;
-    struct {
-        vs_obj hdr;
-        union vs_slot *next_free; /* quarantine link while dead */
-    } free;
 } vs_slot;
 
 static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -52,7 +48,7 @@ void *vs_pool_alloc(int kind)
     vs_slot *s = NULL;
     if (nfree > VS_QUARANTINE) {
         s = free_head;
-        free_head = s->free.next_free;
+        free_head = s->obj.next_free;
         if (!free_head)
             free_tail = NULL;
         nfree--;
@@ -92,9 +88,9 @@ void vs_pool_free(void *obj)
     vs_slot *s = obj;
     pthread_mutex_lock(&pool_lock);
     atomic_store(&s->obj.magic, VS_MAGIC_DEAD);
-    s->free.next_free = NULL;
+    s->obj.next_free = NULL;
     if (free_tail)
-        free_tail->free.next_free = s;
+        free_tail->obj.next_free = s;
     else
         free_head = s;
     free_tail = s;

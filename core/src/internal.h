@@ -34,6 +34,8 @@ typedef struct vs_obj {
     _Atomic uint32_t magic;      /* VS_MAGIC_ALIVE while the object exists */
     _Atomic uint32_t kind;       /* enum vs_obj_kind */
     _Atomic uint64_t generation; /* bumped on every reuse of the slot */
+    void *next_free;             /* quarantine link while dead (pool lock); kept out of the
+                                    payload, which stale handles may still read */
 } vs_obj;
 
 typedef struct vs_pool vs_pool;
