@@ -101,6 +101,51 @@ def test_offload_under_pressure_streams_what_does_not_fit(dev, page, placement):
         dev.set_limit(0)
 
 
+def test_offload_spread_keeps_outsized_units_resident(dev, page):
+    """An embedding-like unit far larger than the others stays resident, so the
+    ring's slots are sized for the typical unit; if pressure evicts it anyway it
+    streams through the oversize slot and results stay exact."""
+    torch.manual_seed(0)
+
+    class M(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.big = torch.nn.Linear(64, 4096, bias=False)    # 1 MiB
+            self.mid = torch.nn.ModuleList(torch.nn.Linear(256, 256, bias=False) for _ in range(24))
+            self.proj = torch.nn.Linear(4096, 64, bias=False)   # 1 MiB
+            self.inp = torch.nn.Linear(64, 256, bias=False)
+
+        def forward(self, x):
+            h = self.inp(self.proj(self.big(x)))
+            for m in self.mid:
+                h = m(h)
+            return h
+
+    model = M().eval()
+    x = torch.randn(3, 64)
+    with torch.no_grad():
+        want = model(x)
+    total = sum(p.numel() * 4 for p in model.parameters())
+    dev.set_limit(total * 3 // 4)
+    try:
+        with vtorch.offload(model, dev, prefetch=2, lookahead=3) as off:
+            with torch.inference_mode():
+                for _ in range(3):
+                    assert torch.equal(model(x), want)
+            names = off.resident_units()
+            assert "big" in names and "proj" in names   # the outliers stay resident
+            assert off.slot_size < 1 << 20              # slots sized for the 256 KiB units
+            assert 0 < len(names) < len(off.units)
+            assert off.counters["streamed"] > 0
+            off.vbar.free_memory(off.vbar.size)         # pressure takes everything
+            with torch.inference_mode():
+                assert torch.equal(model(x), want)       # "big" streams through the oversize slot
+            assert off._big is not None
+            dev.check()
+    finally:
+        dev.set_limit(0)
+
+
 def test_offload_learns_the_execution_order(dev):
     class Reversed(torch.nn.Module):
         def __init__(self):

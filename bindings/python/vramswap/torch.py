@@ -285,6 +285,10 @@ class ModuleOffload:
         self.units = []
         self.host = self.vbar = self.scratch = None
         self.slots = []
+        self.slot_size = 0        # bytes per ring slot
+        self._slot_bytes = None   # slot size chosen by the placement (None: the largest unit)
+        self._big = None          # the oversize slot (_oversize) and its buffer
+        self._big_buf = None
         self._next_slot = 0
         self._sync = None
         self._order = None        # units in execution order (learned)
@@ -367,7 +371,7 @@ class ModuleOffload:
         no room and not `must`; when `must`, units prepared ahead are released
         first to make room, and OutOfMemoryError if even that is not enough."""
         if self.scratch is None:
-            slot = _align(max(u.size for u in self.units))
+            slot = self._slot_bytes or _align(max(u.size for u in self.units))
             # Units prepared ahead are pinned; unpinned, the ring's reclaim takes
             # the least important pages (the highest), as eviction should.
             self._release_prepared()
@@ -386,7 +390,30 @@ class ModuleOffload:
             if self.scratch is None:
                 return None
             self.slots = [_Slot(i, self.scratch.ptr + i * slot) for i in range(n)]
+            self.slot_size = slot
         return self.slots
+
+    def _oversize(self, must):
+        """The one slot for units larger than the ring's slots (None: no room)."""
+        if self._big is None:
+            size = _align(max(u.size for u in self.units))
+            try:
+                self._big_buf = self.device.scratch(size, size=size)
+            except errors.OutOfMemoryError:
+                if not must:
+                    return None
+                self._release_prepared()
+                self._big_buf = self.device.scratch(size, size=size)
+            self._big = _Slot(-1, self._big_buf.ptr)
+        return self._big
+
+    def _close_ring(self):
+        self.scratch.close()
+        self.scratch = None
+        self.slots = []
+        self._next_slot = 0
+        for u in self.units:
+            u.slot_views = {}
 
     def _views_at(self, u, ptr):
         """Tensors over u's parameters and buffers laid out from device address ptr."""
@@ -431,13 +458,20 @@ class ModuleOffload:
         slots = self._ring(must)
         if slots is None:
             return False
-        slot = None
-        for k in range(len(slots)):
-            cand = slots[(self._next_slot + k) % len(slots)]
-            if not cand.busy:
-                slot = cand
-                self._next_slot = (cand.index + 1) % len(slots)
-                break
+        if u.size > self.slot_size:
+            # Larger than the ring's slots (placement kept it resident, pressure
+            # evicted it): a single oversize slot, made once, used in turn.
+            big = self._oversize(must)
+            if big is None:
+                return False
+            slots = [big]
+        slot = self._free_slot(slots)
+        if slot is None and must:
+            # Units prepared ahead hold every slot (the model ran out of the
+            # expected order): drop those preparations; copies into the slots
+            # stay ordered on the copy stream, and nothing read them yet.
+            self._release_prepared()
+            slot = self._free_slot(slots)
         if slot is None:
             if not must:
                 return False
@@ -445,6 +479,8 @@ class ModuleOffload:
                                        "vramswap.torch: every prefetch slot is in use (a module ran "
                                        "re-entrantly more than %d deep)" % len(slots))
         slot.busy = True
+        if slot.index >= 0:
+            self._next_slot = (slot.index + 1) % len(self.slots)
         sync.copy_waits(slot.free_event)
         _memcpy(self.device._h(), _H2D, slot.ptr, self.host.ptr + u.host_off, u.size, sync.copy_handle)
         ev = u.copy_event if u.copy_event is not None else sync.event()
@@ -452,6 +488,13 @@ class ModuleOffload:
         self.counters["streamed"] += 1
         u.prep = ("slot", slot, ev)
         return True
+
+    def _free_slot(self, slots):
+        for k in range(len(slots)):
+            cand = slots[(self._next_slot + k) % len(slots)]
+            if not cand.busy:
+                return cand
+        return None
 
     def _prefetch_after(self, pos):
         order = self._order or self.units
@@ -483,10 +526,10 @@ class ModuleOffload:
                     self._pos = len(order)
             if u.prep is None:
                 self._prepare(u, True)
-            self._prefetch_after(self._pos)
             kind, slot, ev = prep = u.prep
             u.prep = None
-            u.inflight.append(prep)
+            u.inflight.append(prep)  # before prefetching: making room may drop preparations
+            self._prefetch_after(self._pos)
             if ev is not None:
                 self._sync.compute_waits(ev)
             if kind == "res":
@@ -523,9 +566,13 @@ class ModuleOffload:
     def _release_prepared(self):
         for u in self.units:
             if u.prep is not None:
-                kind, slot, _ = u.prep
+                kind, slot, ev = u.prep
                 u.prep = None
                 if kind == "res":
+                    # Its copy may still be running on the copy stream: the unpin's
+                    # event must come after it, or eviction could unmap under it.
+                    if ev is not None:
+                        self._sync.compute_waits(ev)
                     self.vbar.unpin(u.off, u.size, self._sync.compute_handle())
                 else:
                     slot.busy = False  # nothing read it; later copies into it are stream-ordered
@@ -570,30 +617,69 @@ class ModuleOffload:
 
     def _relayout(self, order):
         """After the first pass: lay the VBAR out in execution order, spreading
-        the resident set when not everything stayed resident (Note [Module offload])."""
+        the resident set when not everything stayed resident (Note [Module
+        offload], Note [Spread placement])."""
         total = sum(u.size for u in order)
         loaded = self.vbar.loaded_size
         frac = min(1.0, loaded / total) if total else 1.0
         mode = self.placement
         if mode == "auto":
             mode = "sequential" if frac >= 0.999 else "spread"
+        slot = None
         if mode == "spread" and frac < 1.0:
-            resident, rest, acc = [], [], 0.0
-            for u in order:
-                acc += frac
-                if acc >= 1.0 - 1e-9:
-                    acc -= 1.0
-                    resident.append(u)
-                else:
-                    rest.append(u)
-            placed = resident + rest
+            placed, slot = self._spread(order, loaded)
         else:
             placed = list(order)
-        if [u.index for u in placed] == [u.index for u in sorted(self.units, key=lambda u: u.off)]:
+        same = [u.index for u in placed] == [u.index for u in sorted(self.units, key=lambda u: u.off)]
+        if same and slot is None:
             return
-        self._sync.synchronize()   # nothing may still read the old VBAR
-        self._layout(placed)
-        self.counters["relayouts"] += 1
+        self._sync.synchronize()   # nothing may still read the old VBAR or ring
+        if slot is not None and self.scratch is not None and slot < self.slot_size:
+            self._close_ring()
+            self._slot_bytes = slot
+        if not same:
+            self._layout(placed)
+            self.counters["relayouts"] += 1
+
+    def _spread(self, order, loaded):
+        """Note [Spread placement]
+        The resident set goes first in the VBAR (eviction takes the highest
+        pages, the watermark keeps it that way) and is spread over the execution
+        order, so that the copy engine streams the other units while resident
+        ones compute. Units far larger than the typical one (an embedding, an LM
+        head: > 3x the median size, tiny units such as norms left out of the median)
+        are kept resident when
+        they fit in half of the resident budget: streamed, they would size every
+        slot of the ring, and the ring's memory would come out of the resident
+        weights. The rest is chosen by bytes, Bresenham-style, in execution order.
+        Returns (placement, the slot size the streamed units need)."""
+        biggest = max(u.size for u in order)
+        sizes = sorted(u.size for u in order if u.size >= biggest // 64)
+        median = sizes[len(sizes) // 2]
+        large = [u for u in order if u.size > 3 * median]
+        small = [u for u in order if u.size <= 3 * median]
+        ring_now = self.slot_size * len(self.slots) if self.scratch is not None else 0
+        nslots = len(self.slots) if self.slots else self.prefetch
+        new_slot = _align(max(u.size for u in small)) if small else self.slot_size
+        budget = loaded + max(0, ring_now - nslots * new_slot)  # memory the smaller ring gives back
+        if sum(u.size for u in large) > budget // 2:
+            large, small = [], list(order)
+            new_slot = _align(max(u.size for u in order))
+            budget = loaded
+        budget -= sum(u.size for u in large)
+        rest_total = sum(u.size for u in small)
+        frac = min(1.0, max(0.0, budget / rest_total)) if rest_total else 1.0
+        resident, streamed, credit = list(large), [], 0.0
+        for u in small:
+            credit += frac * u.size
+            if credit >= u.size * (1 - 1e-9):
+                credit -= u.size
+                resident.append(u)
+            else:
+                streamed.append(u)
+        resident.sort(key=lambda u: order.index(u))
+        slot = _align(max(u.size for u in streamed)) if streamed else None
+        return resident + streamed, slot
 
     # ------------------------------------------------------------ queries, lifetime
 
@@ -638,9 +724,10 @@ class ModuleOffload:
             del _last_run[self.device]
         if isinstance(self._sync, _HostSync):
             self._sync.close()
-        for obj in (self.scratch, self.vbar):
+        for obj in (self.scratch, self._big_buf, self.vbar):
             if obj is not None:
                 obj.close()
+        self._big = self._big_buf = None
         if self.host is not None:
             _deferred.append(self.host)  # closed once no tensor views it (a kept state_dict)
         _close_deferred()
