@@ -146,6 +146,31 @@ def test_offload_spread_keeps_outsized_units_resident(dev, page):
         dev.set_limit(0)
 
 
+def test_offload_resident_passes_when_everything_fits(dev):
+    model = make_model()
+    x = torch.randn(4, 128)
+    with torch.no_grad():
+        want = model(x)
+    with vtorch.offload(model, dev) as off:
+        with torch.inference_mode():
+            for _ in range(4):
+                assert torch.equal(model(x), want)
+        # pass 1 learns, pass 2 finds all resident, passes 3-4 pin the VBAR once each
+        assert off.counters["resident_passes"] == 2
+        faults = off.counters["faults"]
+        with torch.inference_mode():
+            assert torch.equal(model(x), want)
+        assert off.counters["faults"] == faults        # no per-unit work
+        assert all(p.device.type == "cpu" for p in model.parameters())
+        assert not any(r & 2 for r in off.vbar.residency())  # nothing left pinned
+        off.vbar.free_memory(off.vbar.size)            # pressure: back to the pipeline
+        off.vbar.prioritize()
+        with torch.inference_mode():
+            assert torch.equal(model(x), want)
+        assert off.counters["resident_passes"] == 3 and off.counters["faults"] > faults
+        dev.check()
+
+
 def test_offload_learns_the_execution_order(dev):
     class Reversed(torch.nn.Module):
         def __init__(self):
