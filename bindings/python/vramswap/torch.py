@@ -294,6 +294,8 @@ class ModuleOffload:
         self._all_sig = None      # signature of the whole VBAR when every unit was last copied
         self._resident_pass = False  # this pass runs with the whole VBAR pinned (Note [Resident passes])
         self._pass_stream = None  # compute stream the resident pass pinned on
+        self._room = False        # room to spare for a resident pass (checked at pass end)
+        self._room_reuse = 0      # passes the last positive check still counts for
         self._big = None          # the oversize slot (_oversize) and its buffer
         self._big_buf = None
         self._next_slot = 0
@@ -638,10 +640,10 @@ class ModuleOffload:
             # that fits within a few percent of resident speed when the GPU
             # time per unit is short. One unpin at the end, on the compute
             # stream. Any change falls back to the per-unit pipeline.
-            # Pinning everything for a pass is only done with room to spare:
+            # Pinning everything for a pass is only done with room to spare
+            # (judged at the end of the previous pass, off the critical path):
             # under pressure the per-unit pipeline keeps pages evictable.
-            room = self.device.memory_info().available >= max(self.device.page_size, self._vbar_bytes // 16)
-            sig = self.vbar.fault(0, self._vbar_bytes) if room else None
+            sig = self.vbar.fault(0, self._vbar_bytes) if self._room else None
             if sig is not None and sig == self._all_sig:
                 self._resident_pass = True
                 self._pass_stream = self._sync.compute_handle()
@@ -658,6 +660,7 @@ class ModuleOffload:
         if self._resident_pass:
             self._resident_pass = False
             self.vbar.unpin(0, self._vbar_bytes, self._sync.compute_handle())
+            self._room = self._has_room()
             return
         self._release_prepared()
         if self._trace is None and self._pass_streamed == self.counters["streamed"]:
@@ -666,6 +669,7 @@ class ModuleOffload:
             if sig is not None:
                 self._all_sig = sig
                 self.vbar.unpin(0, self._vbar_bytes, _STREAM_NONE)  # nothing new used it
+                self._room = self._has_room()
         if self._trace is not None:
             trace, self._trace = self._trace, None
             seen, order = set(), []
@@ -676,6 +680,18 @@ class ModuleOffload:
             order += [u for u in self.units if u.index not in seen]
             self._order = order
             self._relayout(order)
+
+    def _has_room(self):
+        """Room to spare for the next resident pass. Asking the driver costs ~20 us
+        with the Python conversion, which a short pass cannot hide when the CPU is
+        the bottleneck: a positive answer is reused for 16 passes (the hooks still
+        see every allocation in between and evict what they need from unpinned
+        pages; a pass pins the VBAR only for its own duration)."""
+        if self._room and self._room_reuse > 0:
+            self._room_reuse -= 1
+            return True
+        self._room_reuse = 16
+        return self.device.memory_info().available >= max(self.device.page_size, self._vbar_bytes // 16)
 
     def _relayout(self, order):
         """After the first pass: lay the VBAR out in execution order, spreading
