@@ -211,6 +211,13 @@ static vs_status read_props(vs_bdev *d)
     /* Note [CUDA page size]; both are powers of two, so the larger is a
      * multiple of the granularity. */
     uint64_t page = recommended > VS_CUDA_PAGE_SIZE_MIN ? recommended : VS_CUDA_PAGE_SIZE_MIN;
+    /* Scale with the card: 1/256 of its memory, a power of two, up to
+     * VS_CUDA_PAGE_SIZE_MAX (32 MiB from 8 GiB up; 2 MiB on tiny devices). */
+    uint64_t target = VS_CUDA_PAGE_SIZE_MIN;
+    while (target * 2 <= VS_CUDA_PAGE_SIZE_MAX && target * 2 <= p->total_memory / 256)
+        target *= 2;
+    if (target > page)
+        page = target;
     p->preferred_page_size = page > p->granularity ? page : p->granularity;
     return VS_OK;
 }

@@ -22,11 +22,17 @@
 /* Note [CUDA page size]
  * ~~~~~~~~~~~~~~~~~~~~~
  * The preferred VBAR page is the driver's RECOMMENDED granularity, but at least
- * this much. Creating and mapping one VMM chunk costs 54-58 us on an H100 and
- * unmapping+releasing 40-62 us, so small pages make a 128 MiB layer cost
- * milliseconds of driver time; larger pages evict coarser. The core's config
- * (page_size) overrides it per device. Tune here. */
+ * VS_CUDA_PAGE_SIZE_MIN, and 1/256 of the card up to VS_CUDA_PAGE_SIZE_MAX. Measured on an H200 (driver 580, 2026-11-27, vs_bench_micro,
+ * docs/runs/2026-11-27-h200-micro*.txt): mapping one evicted 2 MiB page costs
+ * 43.5 us (21.7 us per MiB) and one 32 MiB page 59.5 us (1.9 us per MiB); a
+ * 128 MiB miss spends 2.1 ms in the driver with 2 MiB pages and 0.29 ms with
+ * 32 MiB ones, evicting it 2.16 ms versus 0.22 ms. 32 MiB pages make mapping
+ * cost ~10x less per byte than the copy that follows (2.4 ms per 128 MiB at
+ * 55 GB/s) instead of nearly equal, at the price of evicting in 32 MiB steps,
+ * which is fine on cards of 8 GiB and more. The core's config (page_size)
+ * overrides it per device. */
 #define VS_CUDA_PAGE_SIZE_MIN (2ull << 20)
+#define VS_CUDA_PAGE_SIZE_MAX (32ull << 20)
 
 /* The loaded driver and the devices it exposes to vramswap. Written once by
  * init (before any device can be opened), read-only afterwards except `hooks`. */

@@ -57,6 +57,27 @@ Test(cuda, props_come_from_the_driver)
     et_assert_clean(0);
 }
 
+Test(cuda, page_size_scales_with_the_card)
+{
+    /* Note [CUDA page size]: 1/256 of the card, at most 32 MiB. */
+    et_setup("memory:16G,granularity:2M,page:2M", NULL);
+    vs_device_t *dev = et_open(0, 0, 0, 0);
+    vs_device_props p;
+    VT_OK(vs_device_get_props(dev, &p));
+    cr_assert_eq(p.page_size, 32 * ET_MIB, "16 GiB card: 32 MiB pages, got %llu", (unsigned long long)p.page_size);
+    VT_OK(vs_device_close(dev));
+}
+
+Test(cuda, page_size_scales_down_on_small_cards)
+{
+    et_setup("memory:2G,granularity:2M,page:2M", NULL); /* read once per process: own test */
+    vs_device_t *dev = et_open(0, 0, 0, 0);
+    vs_device_props p;
+    VT_OK(vs_device_get_props(dev, &p));
+    cr_assert_eq(p.page_size, 8 * ET_MIB, "2 GiB card: 8 MiB pages, got %llu", (unsigned long long)p.page_size);
+    VT_OK(vs_device_close(dev));
+}
+
 Test(cuda, integrated_and_small_recommended_granularity)
 {
     et_setup("memory:64M,granularity:64K,page:256K,integrated:1", NULL);
