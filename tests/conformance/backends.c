@@ -1,6 +1,6 @@
 /* Per-backend hooks of the conformance suite (vsc_backend in suite.h): the
- * simulator's here, CUDA's in native_cuda.c. Everything else in the suite is
- * backend-neutral. */
+ * simulator's here, the GPU backends' in native_cuda.c, native_hip.c and
+ * native_level_zero.c. Everything else in the suite is backend-neutral. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,7 +81,8 @@ static const vsc_backend vsc_backend_none = {.name = "other"};
 
 const vsc_backend *vsc_backend_find(const char *name)
 {
-    static const vsc_backend *const known[] = {&vsc_backend_sim, &vsc_backend_cuda};
+    static const vsc_backend *const known[] = {&vsc_backend_sim, &vsc_backend_cuda, &vsc_backend_hip,
+                                                 &vsc_backend_level_zero};
     for (size_t i = 0; i < VSC_COUNT(known); i++)
         if (strcmp(known[i]->name, name) == 0)
             return known[i];

@@ -85,7 +85,7 @@ extern const vsc_group vsc_group_stress;
 
 /* ---------------------------------------------------------------- per-backend hooks */
 
-/* Backend-specific pieces (backends.c, native_cuda.c). Any member may be NULL. */
+/* Backend-specific pieces (backends.c, native_*.c). Any member may be NULL. */
 typedef struct vsc_backend {
     const char *name;
     /* Before the device is opened, in the test's process (sim: configure the
@@ -95,7 +95,8 @@ typedef struct vsc_backend {
      * checks: true when available. */
     bool (*counters)(int ordinal, vs_sim_counters *out);
     /* The backend's native allocator, which interception sees (sim: vs_sim_malloc;
-     * cuda: cuMemAlloc_v2 in the primary context). begin gives a state the other
+     * cuda: cuMemAlloc_v2 in the primary context; hip: hipMalloc; level_zero:
+     * zeMemAllocDevice in a context of the suite's own). begin gives a state the other
      * three take, or VS_ERR_NOT_SUPPORTED with a reason. alloc answers
      * VS_ERR_OUT_OF_MEMORY when the allocation was refused. */
     vs_status (*native_begin)(int ordinal, void **state, char *why, size_t why_len);
@@ -106,8 +107,11 @@ typedef struct vsc_backend {
 
 /* The hooks for `name`; a table with every member NULL for a backend without any. */
 const vsc_backend *vsc_backend_find(const char *name);
-/* The CUDA pieces (native_cuda.c): dlsym'd driver entry points only, no cuda.h. */
+/* The GPU backends' pieces (native_cuda.c, native_hip.c, native_level_zero.c):
+ * dlsym'd entry points of the library the backend loaded, no vendor headers. */
 extern const vsc_backend vsc_backend_cuda;
+extern const vsc_backend vsc_backend_hip;
+extern const vsc_backend vsc_backend_level_zero;
 
 /* ---------------------------------------------------------------- results */
 

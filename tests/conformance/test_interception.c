@@ -4,7 +4,8 @@
  * pages, refused under a limit when even evicting everything would not do.
  *
  * The native allocator is backend-specific (vsc_backend.native_*: vs_sim_malloc
- * on the simulator, cuMemAlloc_v2 on CUDA); a backend that cannot intercept,
+ * on the simulator, cuMemAlloc_v2 on CUDA, hipMalloc on HIP, zeMemAllocDevice
+ * on Level Zero); a backend that cannot intercept,
  * or for which the suite knows no allocator, gets SKIP. */
 #include "suite.h"
 
