@@ -61,6 +61,10 @@ run_ctest() {   # build_dir ctest-args...
 tier_default() {
   configure_and_build build
   run_ctest build -LE "$DEFAULT_EXCLUDE"
+  # The conformance suite on every backend (simulator and the three driver
+  # emulators) as one backend x group table; ctest ran it too (conformance_matrix).
+  banner "conformance matrix"
+  bash ci/conformance_matrix.sh build
 }
 
 tier_asan() {
