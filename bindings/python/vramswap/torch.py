@@ -57,6 +57,7 @@ import torch
 
 from . import _lib, errors
 from .buffers import HostBuffer, ScratchBuffer
+from . import _dlpack
 from .device import Device, default_device
 from .vbar import Allocation
 
@@ -73,6 +74,8 @@ def torch_device(device):
         return torch.device("cpu")
     if device.backend in ("cuda", "hip"):
         return torch.device("cuda", device.ordinal)
+    if device.backend == "level_zero":   # Intel: XPU tensors through DLPack (_dlpack.py)
+        return torch.device("xpu", device.ordinal)
     raise errors.not_supported("vramswap.torch: no torch device for backend %r" % device.backend)
 
 
@@ -126,6 +129,8 @@ def as_tensor(target, dtype=torch.uint8, shape=None, device=None, offset=0, nbyt
     addr = ptr + offset
     if tdev.type == "cpu":
         raw = torch.frombuffer((ctypes.c_uint8 * nbytes).from_address(addr), dtype=torch.uint8)
+    elif tdev.type == "xpu":
+        raw = _dlpack.oneapi_tensor(addr, nbytes, tdev.index or 0)
     else:
         raw = torch.as_tensor(_CudaArray(addr, nbytes), device=tdev)
     return raw.view(dtype).view(shape)

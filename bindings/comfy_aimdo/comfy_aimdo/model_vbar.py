@@ -1,0 +1,269 @@
+"""comfy_aimdo.model_vbar: one VBAR per model, faulted layer by layer.
+
+ComfyUI (comfy/model_patcher.py) makes ``ModelVBAR(model_size * 10, index)``,
+hands every weight-bearing module a ``vbar.alloc(n)`` tuple ``(vbar, address,
+size)``, and comfy/ops.py's cast path calls ``vbar_fault(tuple)`` (a signature
+or None), ``vbar_signature_compare`` (skip the copy when equal),
+``aimdo_to_tensor`` and, after the layer ran, ``vbar_unpin(tuple)``.
+
+Note [Signatures as ctypes arrays]: comfy-aimdo's signature is a c_uint32
+array of per-page serials. vramswap's fault returns one 64-bit signature that
+changes whenever any page of the range was mapped anew, which is exactly what
+a comparison needs; it is returned as a 2-element c_uint32 array (low, high)
+so that callers that store it, compare it or take its len() keep working.
+Every signature has length 2, so comparisons never raise on length.
+
+Note [Unpin contract]: unpinning a range that is not pinned (ComfyUI's
+force-load path does so) and vbar_unpin(None) are no-ops, not errors. The
+pins of each range are counted here so that __del__ (a model unloaded, or
+an exception between fault and unpin that was never followed by its unpin)
+can release them before the VBAR is destroyed.
+
+Note [Transient fault errors]: a driver's NOT_READY during a fault (comfy-
+aimdo's "Fault failed: 2") is retried by the core; should it persist, the
+fault is retried here a few times and then answered None (not resident), so
+the caller streams the layer through a temporary buffer instead of crashing.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import sys
+import weakref
+
+from . import control
+
+log = logging.getLogger("comfy_aimdo")
+lib = control.lib
+
+ALIGN = 512                 # bytes; alloc() alignment, as comfy-aimdo
+FAULT_RETRIES = 3           # Note [Transient fault errors]
+RESIDENT, PINNED = 1, 2     # get_residency() bits, comfy-aimdo's convention
+
+_SIG = ctypes.c_uint32 * 2
+_vbars = weakref.WeakSet()  # every live ModelVBAR
+
+
+def _torch_stream(dev):
+    """The current torch stream of a GPU device as a raw handle, so that an
+    unpinned page is evicted only once the compute stream has passed its last
+    use; 0 (the default stream) when torch or its CUDA/HIP runtime is not in
+    use."""
+    if dev.backend not in ("cuda", "hip"):
+        return 0
+    torch = sys.modules.get("torch")
+    if torch is None or not torch.cuda.is_initialized():
+        return 0
+    return torch.cuda.current_stream(dev.ordinal).cuda_stream
+
+
+class ModelVBAR:
+    """A model's reserved range; `size` bytes of address space (nothing mapped)."""
+
+    def __init__(self, size, device):
+        import vramswap
+        self._vs = vramswap
+        self._vbar = None
+        self._pins = {}
+        dev = control.get_devctx(device)
+        try:
+            self._vbar = dev.vbar(int(size))
+        except vramswap.VramswapError as e:
+            raise MemoryError("VBAR allocation failed: %s" % e) from e
+        self._dev = dev
+        self.device = device
+        self.max_size = int(size)
+        self.offset = 0
+        self.base_addr = self._vbar.base
+        self._stream = (lambda: _torch_stream(dev)) if dev.backend in ("cuda", "hip") else (lambda: 0)
+        _vbars.add(self)
+
+    # ------------------------------------------------------------ importance
+
+    def prioritize(self):
+        self._vbar.prioritize()
+
+    def deprioritize(self):
+        self._vbar.deprioritize()
+
+    # ------------------------------------------------------------ sub-allocation
+
+    def alloc(self, num_bytes):
+        """(self, address, num_bytes) at the next 512-aligned offset; MemoryError
+        when it would pass the size given at construction."""
+        num_bytes = int(num_bytes)
+        if num_bytes < 0:
+            raise ValueError("alloc: negative size")
+        off = (self.offset + ALIGN - 1) & ~(ALIGN - 1)
+        if off + num_bytes > self.max_size:
+            raise MemoryError("VBAR OOM")
+        self.offset = off + num_bytes
+        return (self, self.base_addr + off, num_bytes)
+
+    # ------------------------------------------------------------ fault / unpin
+
+    def fault(self, alloc, size):
+        """Map and pin [alloc, alloc+size): its signature (Note [Signatures as
+        ctypes arrays]) or None when it cannot be resident now."""
+        off = alloc - self.base_addr
+        if size == 0:
+            return _SIG()
+        vbar = self._vbar
+        if vbar is None:
+            raise RuntimeError("ModelVBAR was released")
+        for attempt in range(FAULT_RETRIES):
+            try:
+                sig = vbar.fault(off, size)
+            except self._vs.NotReadyError as e:
+                log.debug("fault(%#x, %d): transient %s, retrying", off, size, e)
+                continue
+            if sig is None:
+                return None
+            key = (off, size)
+            self._pins[key] = self._pins.get(key, 0) + 1
+            return _SIG(sig & 0xFFFFFFFF, sig >> 32)
+        log.warning("fault(%#x, %d): driver not ready after %d attempts; streaming the "
+                    "layer instead", off, size, FAULT_RETRIES)
+        return None
+
+    def unpin(self, alloc, size):
+        """Release one pin of the range (Note [Unpin contract]: no error when it
+        is not pinned)."""
+        if size == 0:
+            return
+        off = alloc - self.base_addr
+        vbar = self._vbar
+        if vbar is None:
+            return
+        try:
+            vbar.unpin(off, size, self._stream())
+        except self._vs.NotPinnedError:
+            log.debug("unpin(%#x, %d): not pinned; ignored", off, size)
+            return
+        key = (off, size)
+        n = self._pins.get(key, 0)
+        if n > 1:
+            self._pins[key] = n - 1
+        elif n:
+            del self._pins[key]
+
+    # ------------------------------------------------------------ residency
+
+    def loaded_size(self):
+        return self._vbar.loaded_size
+
+    def set_watermark_limit(self, size_bytes):
+        """Protect [0, size_bytes) from eviction (vramswap's floor)."""
+        self._vbar.floor = min(max(0, int(size_bytes)), self._vbar.size)
+
+    def set_watermark(self, size_bytes):
+        self._vbar.watermark = min(max(0, int(size_bytes)), self._vbar.size)
+
+    def get_watermark(self):
+        return self._vbar.watermark
+
+    def free_memory(self, size_bytes):
+        """Evict up to `size_bytes` of this VBAR's unpinned pages; bytes freed."""
+        return self._vbar.free_memory(max(0, int(size_bytes)))
+
+    def get_nr_pages(self):
+        return self._vbar.page_count
+
+    def page_size(self):
+        return self._vbar.page_size
+
+    def get_residency(self):
+        """Per-page flags: bit 0 resident, bit 1 pinned."""
+        flags = self._vs.PageFlags
+        out = []
+        for b in self._vbar.residency():
+            v = 0
+            if b & flags.RESIDENT:
+                v |= RESIDENT
+            if b & flags.PINNED:
+                v |= PINNED
+            out.append(v)
+        return out
+
+    # ------------------------------------------------------------ lifetime
+
+    def _release(self):
+        """Unpin whatever is still pinned (counted pins first, then any page
+        left pinned), then destroy the VBAR. Never raises."""
+        vbar = self._vbar
+        if vbar is None:
+            return
+        self._vbar = None
+        _vbars.discard(self)
+        try:
+            for (off, size), n in list(self._pins.items()):
+                for _ in range(n):
+                    try:
+                        vbar.unpin(off, size)
+                    except Exception:
+                        break
+            self._pins.clear()
+            page = vbar.page_size
+            for i, b in enumerate(vbar.residency()):
+                for _ in range(1 << 16):
+                    if not b & self._vs.PageFlags.PINNED:
+                        break
+                    try:
+                        vbar.unpin(i * page, page)
+                    except Exception:
+                        break
+                    b = vbar.residency()[i]
+            vbar.close()
+        except Exception as e:  # interpreter shutdown, device already closed
+            log.debug("ModelVBAR release: %s", e)
+
+    def __del__(self):
+        self._release()
+
+
+def _release_all():
+    for v in list(_vbars):
+        v._release()
+
+
+def vbar_fault(alloc):
+    vbar, address, size = alloc
+    return vbar.fault(address, size)
+
+
+def vbar_unpin(alloc):
+    if alloc is not None:
+        vbar, address, size = alloc
+        vbar.unpin(address, size)
+
+
+def vbar_signature_compare(a, b):
+    """True when both signatures exist and are equal (the copy can be skipped)."""
+    if a is None or b is None:
+        return False
+    if len(a) != len(b):
+        raise ValueError("Signatures of mismatched length %d != %d" % (len(a), len(b)))
+    return bytes(a) == bytes(b)
+
+
+def vbars_reset_watermark_limits():
+    """Clear every VBAR's floor on every device (ComfyUI: after each node)."""
+    for dev in control.devctxs:
+        dev.reset_floors()
+
+
+def vbars_analyze(device=None):
+    """Bytes of VBAR memory resident on `device` (None = the first device);
+    0 when nothing is initialized. Logs one line per VBAR at debug level."""
+    if control.lib is None or not control.devctxs:
+        return 0
+    dev = control.get_devctx(device)
+    total = 0
+    for v in list(_vbars):
+        if v._dev is dev and v._vbar is not None:
+            n = v._vbar.loaded_size
+            total += n
+            log.debug("VBAR %#x: %d of %d bytes resident, watermark %d", v.base_addr, n,
+                      v._vbar.size, v._vbar.watermark)
+    return total
