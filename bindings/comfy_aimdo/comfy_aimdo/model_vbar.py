@@ -20,9 +20,12 @@ an exception between fault and unpin that was never followed by its unpin)
 can release them before the VBAR is destroyed.
 
 Note [Transient fault errors]: a driver's NOT_READY during a fault (comfy-
-aimdo's "Fault failed: 2") is retried by the core; should it persist, the
-fault is retried here a few times and then answered None (not resident), so
-the caller streams the layer through a temporary buffer instead of crashing.
+aimdo's "Fault failed: 2") is retried by the core (Note [Transient driver
+errors] in core/src/vbar.c), which reports it as a backend failure if it
+persists. A fault that fails in the driver has pinned nothing (the core undoes
+partial work), so here it is retried a few times and then answered None (not
+resident) with a warning: the caller streams the layer through a temporary
+buffer instead of crashing. Argument errors (a range outside the VBAR) raise.
 """
 
 from __future__ import annotations
@@ -115,16 +118,16 @@ class ModelVBAR:
         for attempt in range(FAULT_RETRIES):
             try:
                 sig = vbar.fault(off, size)
-            except self._vs.NotReadyError as e:
-                log.debug("fault(%#x, %d): transient %s, retrying", off, size, e)
+            except (self._vs.NotReadyError, self._vs.BackendError) as e:
+                log.debug("fault(%#x, %d): %s, retrying", off, size, e)
                 continue
             if sig is None:
                 return None
             key = (off, size)
             self._pins[key] = self._pins.get(key, 0) + 1
             return _SIG(sig & 0xFFFFFFFF, sig >> 32)
-        log.warning("fault(%#x, %d): driver not ready after %d attempts; streaming the "
-                    "layer instead", off, size, FAULT_RETRIES)
+        log.warning("fault(%#x, %d): the driver failed %d times; streaming the layer "
+                    "instead", off, size, FAULT_RETRIES)
         return None
 
     def unpin(self, alloc, size):
