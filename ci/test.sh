@@ -6,6 +6,8 @@
 #   tsan      TSan build in build-tsan/, ctest -L $TSAN_LABELS
 #   python    pytest of bindings/python/tests against build/'s libvramswap
 #   install   ci/test_install.sh: install into a DESTDIR, build consumers, run them
+#   comfy     pytest of bindings/comfy_aimdo/tests (the comfy_aimdo drop-in and the
+#             ComfyUI scenario on the simulator and the driver emulators)
 #
 # `ci/test.sh` runs them all; `ci/test.sh asan tsan` only those named. Every
 # tier runs even when an earlier one failed. The last line is
@@ -19,7 +21,7 @@ TSAN_LABELS='stress'                      # ctest -L regex for the TSan build
 DEFAULT_EXCLUDE='gpu'                     # ctest -LE regex for the default build
 JOBS=2                                    # build and ctest parallelism
 PYTHON=${PYTHON:-/usr/bin/python3}        # the Debian interpreter (python3-* packages)
-ALL_TIERS=(default asan tsan python install)
+ALL_TIERS=(default asan tsan python install comfy)
 
 # allocator_may_return_null: an impossible malloc returns NULL as it does
 # without ASan (the library reports VS_ERR_OUT_OF_MEMORY) instead of aborting.
@@ -109,6 +111,22 @@ tier_install() {
   configure_and_build build   # a no-op when the default tier built it
   bash ci/test_install.sh build
   echo "1 0" >"$count_file"
+}
+
+tier_comfy() {
+  configure_and_build build   # a no-op when the default tier built it
+  local lib log rc=0 summary passed failed
+  lib=$(readlink -f build/core/libvramswap.so)
+  echo "comfy: VRAMSWAP_LIBRARY=$lib"
+  log=$(mktemp)
+  VRAMSWAP_LIBRARY=$lib PYTHONPATH=bindings/python:bindings/comfy_aimdo PYTHONDONTWRITEBYTECODE=1 \
+    "$PYTHON" -m pytest -W error -p no:cacheprovider bindings/comfy_aimdo/tests 2>&1 | tee "$log" || rc=$?
+  summary=$(grep -E '^=+ .*( passed| failed| error| no tests ran).* in [0-9.]+s' "$log" | tail -n 1 || true)
+  rm -f "$log"
+  passed=$(grep -oE '[0-9]+ passed' <<<"$summary" | awk '{n += $1} END {print n + 0}' || true)
+  failed=$(grep -oE '[0-9]+ (failed|errors?)' <<<"$summary" | awk '{n += $1} END {print n + 0}' || true)
+  [ -n "$summary" ] && echo "$passed $failed" >"$count_file"
+  return "$rc"
 }
 
 # --tier NAME COUNT_FILE: run one tier in this process, so that `set -e` holds

@@ -592,7 +592,10 @@ def run_scenario(device="cpu", size="sim", budget=None, out=None, implementation
         stream = torch.cuda.current_stream(dev).cuda_stream if dev.type == "cuda" else 0
         with open(vae_file, "rb") as f:
             hostbuf_mod.read_file_to_device(f, 0, vae0._nbytes, stream, vae0._v[1], index)
-        run.sync()
+        if dev.type == "cuda":
+            run.sync()
+        else:   # the simulator copies on its own streams: wait for them
+            aimdo_control.get_devctx(index).synchronize()
         dest = at.aimdo_to_tensor(vae0._v, dev)
         checks["read_file_to_device"] = bool(torch.equal(dest[:vae0._nbytes].cpu(), vae0._pin))
         vae0._v_weight, vae0._v_bias = vae0._views(dest)
@@ -714,9 +717,19 @@ def main(argv=None):
     p.add_argument("--out", default=None)
     a = p.parse_args(argv)
     size = a.size or ("gpu" if a.device.startswith("cuda") else "sim")
+    budget, impl = None, a.implementation
     if a.device.startswith("cuda"):
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    r = run_scenario(a.device, size, out=a.out, implementation=a.implementation)
+    else:
+        # The simulator, sized as the CI test sizes it: 256 MiB of headroom
+        # (comfy_aimdo's minimum) plus a weight budget of 1.5 diffusion models.
+        from vramswap import sim
+        gran = 64 << 10
+        budget = int(1.5 * model_sizes(size)["diffusion"]) // gran * gran
+        sim.configure(reset=True, device_count=1, total_memory=(256 << 20) + budget,
+                      granularity=gran, preferred_page_size=256 << 10, copy_bandwidth=0)
+        impl = impl or "sim"
+    r = run_scenario(a.device, size, budget=budget, out=a.out, implementation=impl)
     print(json.dumps({k: r[k] for k in ("implementation", "alloc_conf", "checks", "ooms", "errors")},
                      indent=1))
     return 0 if r["ok"] else 1
