@@ -53,6 +53,16 @@ def _detect_backend(vs):
     return None
 
 
+def detect_vendor():
+    """comfy-aimdo's implementation name of the first GPU backend with a device
+    ("cuda", "rocm", "xpu"), or None."""
+    try:
+        backend = _detect_backend(_vramswap())
+    except Exception:
+        return None
+    return {"cuda": "cuda", "hip": "rocm", "level_zero": "xpu"}.get(backend)
+
+
 def init(implementation: str | None = None, simple_vram_headroom: int | None = None,
          nvml_pressure=None, **unknown):
     """Load vramswap and choose the backend. True on success, False when there

@@ -52,6 +52,8 @@ def _device(device):
 class HostBuffer:
     def __init__(self, size, prewarm=0, max_grow_size=0, mark_cold=True):
         size = int(size)
+        # max(size, max_grow_size) is all it may ever hold: ComfyUI's placeholder
+        # HostBuffer(0, 0, 0) cannot grow (extend raises), as in comfy-aimdo.
         self.max_size = max(size, int(max_grow_size))
         self.size = 0
         self.prewarm = max(0, int(prewarm))
@@ -70,9 +72,9 @@ class HostBuffer:
         """Grow by `size` bytes (contents kept, address unchanged); returns the
         buffer's address. RuntimeError when it cannot grow."""
         new = self.size + int(size)
-        if new > self._buf.max_size:
+        if new > self.max_size:
             raise RuntimeError("HostBuffer.extend failed: %d bytes > max %d"
-                               % (new, self._buf.max_size))
+                               % (new, self.max_size))
         try:
             self._buf.resize(new)
         except Exception as e:

@@ -29,6 +29,7 @@ def test_init_without_gpu_backend_returns_false_not_sim():
     gpu = [b for b in vramswap.backends()
            if b.name in ("cuda", "hip", "level_zero") and b.available and b.device_count]
     assert control.init() is bool(gpu)        # never the simulator by itself
+    assert (control.detect_vendor() is None) is (not gpu)
     control.deinit()
     assert control.init(implementation="no-such-gpu") is False
     assert control.lib is None
@@ -261,6 +262,22 @@ def test_host_buffer_extend_truncate_and_tensor(aimdo):
     assert h.size == 512
     assert bytes(at.hostbuf_to_tensor(h)[:5].tolist()) == bytes(range(5))
     del t
+    h.close()
+
+
+def test_placeholder_host_buffer_cannot_grow(aimdo):
+    """ComfyUI's placeholder HostBuffer(0, 0, 0): extend raises RuntimeError
+    (caught there), as comfy-aimdo's does; a sized one grows to its maximum."""
+    h = host_buffer.HostBuffer(0, 0, 0)
+    assert h.size == 0
+    with pytest.raises(RuntimeError):
+        h.extend(4096)
+    assert h.size == 0
+    h.close()
+    h = host_buffer.HostBuffer(MiB, 0, 3 * MiB)
+    assert h.size == MiB
+    h.extend(2 * MiB)
+    assert h.size == 3 * MiB
     h.close()
 
 
