@@ -112,9 +112,11 @@ def summarize(runs, out):
             if run is None:
                 continue
             r = run["result"] or {}
-            lines.append("  %-11s rc=%s ok=%s ooms=%s errors=%d failed_checks=%s" % (
-                impl, run["rc"], r.get("ok"), r.get("ooms"), len(r.get("errors", [])),
-                sorted(k for k, v in r.get("checks", {}).items() if v is not True)))
+            lines.append("  %-11s rc=%s ok=%s ooms=%s errors=%d fault+compare+unpin=%sus "
+                         "failed_checks=%s" % (
+                             impl, run["rc"], r.get("ok"), r.get("ooms"), len(r.get("errors", [])),
+                             r.get("fault_compare_unpin_us"),
+                             sorted(k for k, v in r.get("checks", {}).items() if v is not True)))
         ro, rt = _row(ours) if ours else {}, _row(theirs) if theirs else {}
         lines.append("  %-13s %-34s %-34s %s" % ("run", "vramswap steps ms / total / peak",
                                                  "comfy-aimdo steps ms / total / peak",

@@ -687,6 +687,21 @@ def run_scenario(device="cpu", size="sim", budget=None, out=None, implementation
         result["encoder_recopied_needlessly"] = sorted(enc_before & enc_copied)
         result["encoder_recopied"] = len(enc_copied)
         checks["encoder_not_recopied_needlessly"] = not (enc_before & enc_copied)
+        # 6. the per-layer cost of the API (comfy/ops.py does fault + compare +
+        #    unpin for every weight of every step): a resident layer, 2000 times.
+        m = weight_modules(models["diffusion"].model)[0][1]
+        sig = mv.vbar_fault(m._v)
+        if sig is not None:
+            mv.vbar_unpin(m._v)
+            n = 2000
+            t0 = time.perf_counter()
+            for _ in range(n):
+                s2 = mv.vbar_fault(m._v)
+                mv.vbar_signature_compare(s2, sig)
+                mv.vbar_unpin(m._v)
+            result["fault_compare_unpin_us"] = round((time.perf_counter() - t0) / n * 1e6, 2)
+            log("fault + compare + unpin of a resident layer: %.2f us"
+                % result["fault_compare_unpin_us"])
     except Exception as e:
         result["errors"].append("scenario: %s\n%s" % (e, traceback.format_exc()))
     finally:

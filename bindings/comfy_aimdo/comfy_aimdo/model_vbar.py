@@ -14,10 +14,10 @@ so that callers that store it, compare it or take its len() keep working.
 Every signature has length 2, so comparisons never raise on length.
 
 Note [Unpin contract]: unpinning a range that is not pinned (ComfyUI's
-force-load path does so) and vbar_unpin(None) are no-ops, not errors. The
-pins of each range are counted here so that __del__ (a model unloaded, or
-an exception between fault and unpin that was never followed by its unpin)
-can release them before the VBAR is destroyed.
+force-load path does so) and vbar_unpin(None) are no-ops, not errors. Pins
+are counted per page by the core; __del__ (a model unloaded, or an exception
+between a fault and its unpin that never came) unpins every page still
+pinned, one page at a time until its count is zero, then destroys the VBAR.
 
 Note [Transient fault errors]: a driver's NOT_READY during a fault (comfy-
 aimdo's "Fault failed: 2") is retried by the core (Note [Transient driver
@@ -45,6 +45,14 @@ FAULT_RETRIES = 3           # Note [Transient fault errors]
 RESIDENT, PINNED = 1, 2     # get_residency() bits, comfy-aimdo's convention
 
 _SIG = ctypes.c_uint32 * 2
+
+
+def _errors():
+    import vramswap
+    return (vramswap.NotReadyError, vramswap.BackendError), vramswap.NotPinnedError
+
+
+_TRANSIENT, _NOT_PINNED = _errors()
 _vbars = weakref.WeakSet()  # every live ModelVBAR
 
 
@@ -68,7 +76,6 @@ class ModelVBAR:
         import vramswap
         self._vs = vramswap
         self._vbar = None
-        self._pins = {}
         dev = control.get_devctx(device)
         try:
             self._vbar = dev.vbar(int(size))
@@ -80,6 +87,8 @@ class ModelVBAR:
         self.offset = 0
         self.base_addr = self._vbar.base
         self._stream = (lambda: _torch_stream(dev)) if dev.backend in ("cuda", "hip") else (lambda: 0)
+        self._fault = self._vbar.fault      # the per-layer path: bound once
+        self._unpin = self._vbar.unpin
         _vbars.add(self)
 
     # ------------------------------------------------------------ importance
@@ -109,23 +118,26 @@ class ModelVBAR:
     def fault(self, alloc, size):
         """Map and pin [alloc, alloc+size): its signature (Note [Signatures as
         ctypes arrays]) or None when it cannot be resident now."""
-        off = alloc - self.base_addr
-        if size == 0:
+        if not size:
             return _SIG()
-        vbar = self._vbar
-        if vbar is None:
-            raise RuntimeError("ModelVBAR was released")
-        for attempt in range(FAULT_RETRIES):
+        off = alloc - self.base_addr
+        try:
+            sig = self._fault(off, size)
+        except _TRANSIENT:
+            return self._fault_retry(off, size)
+        if sig is None:
+            return None
+        return _SIG(sig & 0xFFFFFFFF, sig >> 32)
+
+    def _fault_retry(self, off, size):
+        """Note [Transient fault errors]."""
+        for attempt in range(1, FAULT_RETRIES):
             try:
-                sig = vbar.fault(off, size)
-            except (self._vs.NotReadyError, self._vs.BackendError) as e:
+                sig = self._fault(off, size)
+            except _TRANSIENT as e:
                 log.debug("fault(%#x, %d): %s, retrying", off, size, e)
                 continue
-            if sig is None:
-                return None
-            key = (off, size)
-            self._pins[key] = self._pins.get(key, 0) + 1
-            return _SIG(sig & 0xFFFFFFFF, sig >> 32)
+            return None if sig is None else _SIG(sig & 0xFFFFFFFF, sig >> 32)
         log.warning("fault(%#x, %d): the driver failed %d times; streaming the layer "
                     "instead", off, size, FAULT_RETRIES)
         return None
@@ -133,23 +145,12 @@ class ModelVBAR:
     def unpin(self, alloc, size):
         """Release one pin of the range (Note [Unpin contract]: no error when it
         is not pinned)."""
-        if size == 0:
-            return
-        off = alloc - self.base_addr
-        vbar = self._vbar
-        if vbar is None:
+        if not size or self._vbar is None:
             return
         try:
-            vbar.unpin(off, size, self._stream())
-        except self._vs.NotPinnedError:
-            log.debug("unpin(%#x, %d): not pinned; ignored", off, size)
-            return
-        key = (off, size)
-        n = self._pins.get(key, 0)
-        if n > 1:
-            self._pins[key] = n - 1
-        elif n:
-            del self._pins[key]
+            self._unpin(alloc - self.base_addr, size, self._stream())
+        except _NOT_PINNED:
+            log.debug("unpin(%#x, %d): not pinned; ignored", alloc - self.base_addr, size)
 
     # ------------------------------------------------------------ residency
 
@@ -192,37 +193,34 @@ class ModelVBAR:
     # ------------------------------------------------------------ lifetime
 
     def _release(self):
-        """Unpin whatever is still pinned (counted pins first, then any page
-        left pinned), then destroy the VBAR. Never raises."""
+        """Unpin every page still pinned (Note [Unpin contract]), then destroy
+        the VBAR. Never raises."""
         vbar = self._vbar
         if vbar is None:
             return
         self._vbar = None
+        self._fault = _released
         _vbars.discard(self)
         try:
-            for (off, size), n in list(self._pins.items()):
-                for _ in range(n):
-                    try:
-                        vbar.unpin(off, size)
-                    except Exception:
-                        break
-            self._pins.clear()
             page = vbar.page_size
-            for i, b in enumerate(vbar.residency()):
-                for _ in range(1 << 16):
-                    if not b & self._vs.PageFlags.PINNED:
-                        break
+            for i, flags in enumerate(vbar.residency()):
+                if not flags & self._vs.PageFlags.PINNED:
+                    continue
+                for _ in range(1 << 20):      # one pin at a time, until none is left
                     try:
                         vbar.unpin(i * page, page)
-                    except Exception:
+                    except _NOT_PINNED:
                         break
-                    b = vbar.residency()[i]
             vbar.close()
         except Exception as e:  # interpreter shutdown, device already closed
             log.debug("ModelVBAR release: %s", e)
 
     def __del__(self):
         self._release()
+
+
+def _released(off, size):
+    raise RuntimeError("ModelVBAR was released")
 
 
 def _release_all():
@@ -247,6 +245,8 @@ def vbar_signature_compare(a, b):
         return False
     if len(a) != len(b):
         raise ValueError("Signatures of mismatched length %d != %d" % (len(a), len(b)))
+    if len(a) == 2:
+        return a[0] == b[0] and a[1] == b[1]
     return bytes(a) == bytes(b)
 
 
