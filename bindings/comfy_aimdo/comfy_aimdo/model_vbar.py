@@ -257,16 +257,19 @@ def vbars_reset_watermark_limits():
 
 
 def vbars_analyze(device=None):
-    """Bytes of VBAR memory resident on `device` (None = the first device);
-    0 when nothing is initialized. Logs one line per VBAR at debug level."""
+    """Bytes of VBAR memory on `device` (None = the first device) that could be
+    evicted right now: resident, not pinned, above the floors. ComfyUI adds
+    this to the free memory when it sizes work (model_patcher.py
+    get_free_memory), so pinned pages (a leaked pin after an exception) and
+    protected prefixes are not counted. 0 when nothing is initialized. Logs
+    one line per VBAR at debug level."""
     if control.lib is None or not control.devctxs:
         return 0
     dev = control.get_devctx(device)
-    total = 0
-    for v in list(_vbars):
-        if v._dev is dev and v._vbar is not None:
-            n = v._vbar.loaded_size
-            total += n
-            log.debug("VBAR %#x: %d of %d bytes resident, watermark %d", v.base_addr, n,
-                      v._vbar.size, v._vbar.watermark)
-    return total
+    if log.isEnabledFor(logging.DEBUG):
+        for v in list(_vbars):
+            if v._dev is dev and v._vbar is not None:
+                log.debug("VBAR %#x: %d of %d bytes resident, watermark %d, floor %d",
+                          v.base_addr, v._vbar.loaded_size, v._vbar.size, v._vbar.watermark,
+                          v._vbar.floor)
+    return dev.memory_info().evictable

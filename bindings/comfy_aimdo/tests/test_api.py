@@ -159,8 +159,12 @@ def test_del_releases_pins(aimdo):
     a = v.alloc(MiB)
     for _ in range(3):
         assert mv.vbar_fault(a) is not None
+    assert mv.vbars_analyze() == 0             # pinned pages cannot be reclaimed
+    b = v.alloc(MiB)
+    assert mv.vbar_fault(b) is not None
+    mv.vbar_unpin(b)
     assert mv.vbars_analyze() >= MiB
-    del v, a
+    del v, a, b
     gc.collect()
     assert mv.vbars_analyze() == 0
     assert control.get_devctx(0).children() == []
