@@ -484,6 +484,8 @@ def run_scenario(device="cpu", size="sim", budget=None, out=None, implementation
     cfg = dict(SIZES[size])
     import torch
     dev = torch.device(device)
+    if dev.type == "cuda" and dev.index is None:
+        dev = torch.device("cuda", 0)   # torch.cuda.set_device wants an index
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = False
         torch.backends.cudnn.deterministic = True
