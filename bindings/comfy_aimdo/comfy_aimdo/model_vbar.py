@@ -47,12 +47,17 @@ RESIDENT, PINNED = 1, 2     # get_residency() bits, comfy-aimdo's convention
 _SIG = ctypes.c_uint32 * 2
 
 
-def _errors():
-    import vramswap
-    return (vramswap.NotReadyError, vramswap.BackendError), vramswap.NotPinnedError
+# vramswap's exception classes, bound when the first ModelVBAR is made: this
+# module is imported by ComfyUI whether dynamic VRAM is on or not, so importing
+# it must not need libvramswap. (`except ()` catches nothing.)
+_TRANSIENT = ()
+_NOT_PINNED = ()
 
 
-_TRANSIENT, _NOT_PINNED = _errors()
+def _bind_errors(vramswap):
+    global _TRANSIENT, _NOT_PINNED
+    _TRANSIENT = (vramswap.NotReadyError, vramswap.BackendError)
+    _NOT_PINNED = vramswap.NotPinnedError
 _vbars = weakref.WeakSet()  # every live ModelVBAR
 
 
@@ -74,6 +79,7 @@ class ModelVBAR:
 
     def __init__(self, size, device):
         import vramswap
+        _bind_errors(vramswap)
         self._vs = vramswap
         self._vbar = None
         dev = control.get_devctx(device)

@@ -35,6 +35,22 @@ def test_init_without_gpu_backend_returns_false_not_sim():
     assert control.lib is None
 
 
+def test_import_without_the_library(tmp_path):
+    """ComfyUI imports every comfy_aimdo module at start-up, dynamic VRAM or
+    not: without a loadable libvramswap the imports work and init() is False."""
+    import subprocess
+    import sys
+    code = ("import comfy_aimdo.control as c, comfy_aimdo.model_vbar, comfy_aimdo.torch, "
+            "comfy_aimdo.host_buffer, comfy_aimdo.vram_buffer, comfy_aimdo.model_mmap\n"
+            "print(c.init(), c.init_devices([0]), c.lib, comfy_aimdo.model_vbar.vbars_analyze(), "
+            "c.get_total_vram_usage())\n")
+    env = dict(os.environ, VRAMSWAP_LIBRARY=str(tmp_path / "missing.so"))
+    p = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                       timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split() == ["False", "False", "None", "0", "0"], p.stdout
+
+
 def test_init_environment_and_lib(monkeypatch):
     monkeypatch.setenv("COMFY_AIMDO_BACKEND", "sim")
     assert control.lib is None
