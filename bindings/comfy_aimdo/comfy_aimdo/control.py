@@ -160,6 +160,7 @@ def init_devices(device_ids):
             index, extra = item
         else:
             index, extra = item, 0
+        index = 0 if index is None else index   # torch.device("cuda").index
         extra = int(extra)
         if extra < 0:
             raise ValueError("extra_vram_headroom must be non-negative")
