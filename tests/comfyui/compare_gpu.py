@@ -96,6 +96,7 @@ def _row(run):
             peak_dev_MiB=round(peak.get("device_used", 0) / 2**20),
             peak_torch_MiB=round(peak.get("torch_allocated", 0) / 2**20),
             equal=x.get("equal"), copies=x.get("copies"), streamed=x.get("streamed"),
+            copied_MiB=x.get("copied_MiB"), encoder_copied_MiB=x.get("encoder_copied_MiB"),
             error=x.get("error"))
     return rows
 
@@ -118,9 +119,9 @@ def summarize(runs, out):
                              r.get("fault_compare_unpin_us"),
                              sorted(k for k, v in r.get("checks", {}).items() if v is not True)))
         ro, rt = _row(ours) if ours else {}, _row(theirs) if theirs else {}
-        lines.append("  %-13s %-34s %-34s %s" % ("run", "vramswap steps ms / total / peak",
-                                                 "comfy-aimdo steps ms / total / peak",
-                                                 "slower steps"))
+        lines.append("  %-13s %-44s %-44s %s" % (
+            "run", "vramswap steps ms / total / peak / enc reload",
+            "comfy-aimdo steps ms / total / peak / enc reload", "slower steps"))
         slower_total = 0
         for name in (ro or rt):
             a, b = ro.get(name, {}), rt.get(name, {})
@@ -131,10 +132,11 @@ def summarize(runs, out):
             def cell(c):
                 if not c:
                     return "-"
-                return "%s / %s / %sM%s%s" % (c["steps"], c["total_ms"], c["peak_dev_MiB"],
+                return "%s / %s / %sM / enc %sM%s%s" % (c["steps"], c["total_ms"], c["peak_dev_MiB"],
+                                                         c["encoder_copied_MiB"],
                                               "" if c["equal"] in (True, None) else " NOT-EQUAL",
                                               " ERR" if c.get("error") else "")
-            lines.append("  %-13s %-34s %-34s %s" % (name, cell(a), cell(b), slower or ""))
+            lines.append("  %-13s %-44s %-44s %s" % (name, cell(a), cell(b), slower or ""))
         if ours and theirs:
             lines.append("  steps where vramswap was slower: %d" % slower_total)
         summary["runs"].append(dict(alloc=conf_name, vramswap=ro, comfy_aimdo=rt))

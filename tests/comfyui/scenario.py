@@ -615,6 +615,11 @@ def run_scenario(device="cpu", size="sim", budget=None, out=None, implementation
             checks["equal_" + name] = r["equal"]
         r["copies"] = sum(run.copies.values())
         r["copied_MiB"] = round(run.copied_bytes / MiB, 2)
+        # How much of the text encoder had to be copied again for this prompt
+        # (users report encoders reloaded on every prompt).
+        enc_mods = {m._name: m._nbytes for _, m in weight_modules(models["encoder"].model)}
+        r["encoder_copied_MiB"] = round(sum(enc_mods[n] * c for n, c in run.copies.items()
+                                            if n in enc_mods) / MiB, 2)
         r["streamed"] = run.streamed
         r["vbars_analyze_MiB"] = round(mv.vbars_analyze() / MiB, 2)
         result["runs"].append(r)
