@@ -513,6 +513,7 @@ def run_scenario(device="cpu", size="sim", budget=None, out=None, implementation
     index = dev.index or 0
     ok = aimdo_control.init(**({"implementation": implementation} if implementation else {}))
     checks["init"] = bool(ok)
+    result["backend"] = getattr(aimdo_control, "backend", lambda: None)()   # vramswap's only
     if not ok:
         result["errors"].append("comfy_aimdo.control.init() returned False")
         result["ok"] = False
