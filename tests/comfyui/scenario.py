@@ -23,12 +23,16 @@ Every output is compared bit for bit with the same computation on plain
 resident weights (`reference`).
 
   python3 tests/comfyui/scenario.py [--device cpu|cuda] [--size sim|gpu]
-                                    [--out FILE.json]
+                                    [--implementation NAME] [--out FILE.json]
 
-With --device cpu the comfy_aimdo package must be vramswap's, on the sim
-backend (COMFY_AIMDO_BACKEND=sim; run_scenario configures the simulator).
-Results (per-step times, totals, peak memory, OOMs, copy counts, checks) are
-printed and written as JSON. Exit status 0 when every check passed.
+--device cpu needs vramswap's comfy_aimdo: main() sizes the simulator (256
+MiB of headroom plus 1.5 diffusion models) and uses the "sim" backend, or
+--implementation rocm/xpu/cuda with a driver emulator loaded (whose device
+memory is host memory, so CPU tensors work; see
+bindings/comfy_aimdo/tests/test_emulators.py). --device cuda works with
+either comfy_aimdo (tests/comfyui/compare_gpu.py runs both). Results
+(per-step times, totals, peak memory, OOMs, copy counts, checks) are printed
+and written as JSON. Exit status 0 when every check passed.
 """
 
 from __future__ import annotations
