@@ -86,6 +86,8 @@ def test_headroom_rule(aimdo):
     control.init(simple_vram_headroom=10 * MiB)
     control.init_devices([(0, 2 * MiB)])
     assert control.get_devctx(0).memory_info().headroom == 258 * MiB
+    control.init(simple_vram_headroom=270 * MiB)          # open devices follow
+    assert control.get_devctx(0).memory_info().headroom == 272 * MiB
 
 
 def test_logging_and_usage(aimdo, caplog):
