@@ -6,6 +6,8 @@
 #   tsan      TSan build in build-tsan/, ctest -L $TSAN_LABELS
 #   python    pytest of bindings/python/tests against build/'s libvramswap
 #   install   ci/test_install.sh: install into a DESTDIR, build consumers, run them
+#   packaging ci/test_pip.sh (offline pip, wheel with the library, in venvs) and
+#             ci/test_deb.sh (cpack -G DEB in build-deb/, lintian, dpkg -i, run, purge)
 #   bare      ci/test_bare.sh: configure with every optional dependency hidden in
 #             build-bare/; a working sim-only build that says what it lacks
 #
@@ -21,7 +23,7 @@ TSAN_LABELS='stress'                      # ctest -L regex for the TSan build
 DEFAULT_EXCLUDE='gpu'                     # ctest -LE regex for the default build
 JOBS=2                                    # build and ctest parallelism
 PYTHON=${PYTHON:-/usr/bin/python3}        # the Debian interpreter (python3-* packages)
-ALL_TIERS=(default asan tsan python install bare)
+ALL_TIERS=(default asan tsan python install packaging bare)
 
 # allocator_may_return_null: an impossible malloc returns NULL as it does
 # without ASan (the library reports VS_ERR_OUT_OF_MEMORY) instead of aborting.
@@ -113,6 +115,18 @@ tier_install() {
   echo "1 0" >"$count_file"
 }
 
+tier_packaging() {
+  configure_and_build build   # a no-op when the default tier built it
+  local log
+  log=$(mktemp)
+  bash ci/test_pip.sh build 2>&1 | tee "$log"
+  bash ci/test_deb.sh build-deb 2>&1 | tee -a "$log"
+  local n
+  n=$(sed -n 's/^test_\(pip\|deb\): \([0-9]*\) checks passed$/\2/p' "$log" | awk '{n += $1} END {print n + 0}')
+  rm -f "$log"
+  echo "$n 0" >"$count_file"
+}
+
 tier_bare() {
   local log
   log=$(mktemp)
@@ -179,7 +193,7 @@ banner "summary"
 printf '%s\n' "${summary[@]}"
 echo "total time $((SECONDS - start))s"
 echo "counted: ctest tests (default, asan, tsan), pytest tests (python), 1 for the install check," \
-     "the checks of bare;" \
+     "the checks of packaging and bare;" \
      "a tier that failed before its tests ran counts as 1 failure"
 echo "$total_passed passed, $total_failed failed"
 [ "$total_failed" -eq 0 ]
