@@ -116,4 +116,43 @@ for opt in VS_HOOKS:libcapstone-dev VS_BACKEND_CUDA:nvidia-cuda-dev VS_BUILD_TES
 done
 ok "VS_HOOKS=ON, VS_BACKEND_CUDA=ON and VS_BUILD_TESTS=ON fail configure, naming the package"
 
+# The GPU machine without Capstone, emulated: the CUDA backend (on the libcuda
+# emulator of tests/emulators/cuda) in a build without the hook engine. Opening
+# a device with intercept must work, log a WARNING with the reason, and report
+# props.intercepting False / props.hook_engine False. Needs cuda.h (CI has it).
+nh=$build-nohooks
+rm -rf "$nh"
+cmake -S . -B "$nh" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DVS_WERROR=ON -DVS_HOOKS=OFF \
+  -DVS_BACKEND_HIP=OFF -DVS_BACKEND_LEVEL_ZERO=OFF >"$work/nh.log" 2>&1 || { cat "$work/nh.log"; fail "configure $nh"; }
+if grep -q 'CUDA backend with' "$work/nh.log" && ! grep -q 'test suites (ctest) left out' "$work/nh.log"; then
+  cmake --build "$nh" -j"$JOBS" --target vramswap vs_emu_cuda vramswap_cli >"$work/nh-build.log" 2>&1 \
+    || { cat "$work/nh-build.log"; fail "build $nh"; }
+  emu=$(readlink -f "$nh/emulators/cuda/libcuda.so.1")
+  [ -f "$emu" ] || fail "no CUDA emulator in $nh"
+  VRAMSWAP_LIBCUDA=$emu "$nh/bindings/cli/vramswap" info >"$work/nh-info.txt" || fail "info ($nh)"
+  grep -q '^interception: NOT AVAILABLE' "$work/nh-info.txt" || fail "info ($nh) does not say interception is unavailable"
+  grep -Eq '^  cuda +available' "$work/nh-info.txt" || fail "info ($nh) does not list cuda on the emulator"
+  nhlib=$(readlink -f "$nh/core/libvramswap.so")
+  (cd "$work" && VRAMSWAP_LIBCUDA=$emu VRAMSWAP_LIBRARY=$nhlib \
+    PYTHONPATH=$OLDPWD/bindings/python PYTHONDONTWRITEBYTECODE=1 "$PYTHON" - <<'PY') \
+    2>"$work/nh-py.err" || { cat "$work/nh-py.err"; fail "intercept without the hook engine"; }
+import logging
+import vramswap
+records = []
+class Keep(logging.Handler):
+    def emit(self, record):
+        records.append(record)
+vramswap.logger.addHandler(Keep())
+d = vramswap.init(backend="cuda", intercept=True)
+p = d.props
+assert p.backend == "cuda" and p.intercepting is False and p.hook_engine is False, p
+warn = [r.getMessage() for r in records if r.levelno == logging.WARNING]
+assert any("interception" in m and "built without the hook engine" in m for m in warn), warn
+vramswap.shutdown()
+PY
+  ok "CUDA (emulated) without the hook engine: intercept=True warns with the reason; props say so"
+else
+  echo "bare: cuda.h or Criterion (the emulator is built with the tests) not found: the emulated GPU-machine check (CUDA without hooks) was not run"
+fi
+
 echo "bare: $passed checks passed"
