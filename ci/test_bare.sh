@@ -112,7 +112,7 @@ for opt in VS_HOOKS:libcapstone-dev VS_BACKEND_CUDA:nvidia-cuda-dev VS_BUILD_TES
     fail "$var=ON configured although its dependency is hidden"
   fi
   # CMake wraps the message: join its lines before matching.
-  tr -s ' \n' '  ' <"$work/on.log" | grep -q "$var=ON but .*$pkg" || { cat "$work/on.log"; fail "$var=ON failed without naming $pkg"; }
+  grep -q "$var=ON but .*$pkg" <<<"$(tr -s ' \n' '  ' <"$work/on.log")" || { cat "$work/on.log"; fail "$var=ON failed without naming $pkg"; }
 done
 ok "VS_HOOKS=ON, VS_BACKEND_CUDA=ON and VS_BUILD_TESTS=ON fail configure, naming the package"
 

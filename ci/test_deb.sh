@@ -40,27 +40,27 @@ ok "cpack -G DEB built ${pkgs[*]}"
 
 field() { dpkg-deb -f "$1" "$2"; }
 contents() { dpkg-deb -c "$1" | awk '{print $6}'; }
-contents "${debs[0]}" | grep -q 'usr/lib/.*/libvramswap\.so\.0$' || fail "libvramswap0 lacks the soname link"
-contents "${debs[1]}" | grep -q 'usr/include/vramswap\.h$' || fail "libvramswap-dev lacks vramswap.h"
-contents "${debs[1]}" | grep -q 'pkgconfig/vramswap\.pc$' || fail "libvramswap-dev lacks vramswap.pc"
-contents "${debs[2]}" | grep -q 'usr/bin/vramswap$' || fail "vramswap lacks the tool"
-contents "${debs[2]}" | grep -q 'man1/vramswap\.1' || fail "vramswap lacks the man page"
-contents "${debs[3]}" | grep -q 'usr/lib/python3/dist-packages/vramswap/__init__\.py$' \
+grep -q <<<"$(contents "${debs[0]}")" 'usr/lib/.*/libvramswap\.so\.0$' || fail "libvramswap0 lacks the soname link"
+grep -q <<<"$(contents "${debs[1]}")" 'usr/include/vramswap\.h$' || fail "libvramswap-dev lacks vramswap.h"
+grep -q <<<"$(contents "${debs[1]}")" 'pkgconfig/vramswap\.pc$' || fail "libvramswap-dev lacks vramswap.pc"
+grep -q <<<"$(contents "${debs[2]}")" 'usr/bin/vramswap$' || fail "vramswap lacks the tool"
+grep -q <<<"$(contents "${debs[2]}")" 'man1/vramswap\.1' || fail "vramswap lacks the man page"
+grep -q <<<"$(contents "${debs[3]}")" 'usr/lib/python3/dist-packages/vramswap/__init__\.py$' \
   || fail "python3-vramswap is not in /usr/lib/python3/dist-packages"
 for d in "${debs[@]}"; do
   for f in Depends Recommends; do
-    if field "$d" "$f" | grep -Eq 'libcuda|libamdhip64|libze'; then
+    if grep -Eq <<<"$(field "$d" "$f")" 'libcuda|libamdhip64|libze'; then
       fail "$(basename "$d") $f names a GPU driver: $(field "$d" "$f") (they are loaded at run time)"
     fi
   done
 done
-field "${debs[0]}" Suggests | grep -q libcuda1 || fail "libvramswap0 does not suggest the drivers"
+grep -q <<<"$(field "${debs[0]}" Suggests)" libcuda1 || fail "libvramswap0 does not suggest the drivers"
 for d in "${debs[@]:1}"; do
-  field "$d" Depends | grep -q 'libvramswap0 (= ' || fail "$(basename "$d") does not depend on libvramswap0"
+  grep -q <<<"$(field "$d" Depends)" 'libvramswap0 (= ' || fail "$(basename "$d") does not depend on libvramswap0"
 done
-if readelf -d "$build/core/libvramswap.so" | grep -q 'NEEDED.*libcapstone'; then
-  field "${debs[0]}" Depends | grep -q libcapstone || fail "shared Capstone linked but not a dependency"
-elif field "${debs[0]}" Depends | grep -q libcapstone; then
+if grep -q 'NEEDED.*libcapstone' <<<"$(readelf -d "$build/core/libvramswap.so")"; then
+  grep -q <<<"$(field "${debs[0]}" Depends)" libcapstone || fail "shared Capstone linked but not a dependency"
+elif grep -q <<<"$(field "${debs[0]}" Depends)" libcapstone; then
   fail "libvramswap0 depends on libcapstone although it does not link it shared"
 fi
 ok "contents and dependencies (drivers only in Suggests; libvramswap0 at this version)"

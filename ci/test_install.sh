@@ -58,7 +58,7 @@ if grep -q '^VS_BUILD_CLI:BOOL=ON' "$build/CMakeCache.txt"; then
   [ -x "$root/bin/vramswap" ] || fail "bin/vramswap not installed"
   man=$(find "$root" -path '*/man1/vramswap.1' | head -n 1)
   [ -n "$man" ] || fail "man page vramswap.1 not installed"
-  "$root/bin/vramswap" --version | grep -q '^vramswap ' || fail "installed CLI does not run"
+  grep -q '^vramswap ' <<<"$("$root/bin/vramswap" --version)" || fail "installed CLI does not run"
   check "CLI runs from bin/ (RPATH or system libdir)"
   if command -v groff >/dev/null 2>&1; then
     LC_ALL=C.UTF-8 groff -man -Tutf8 -ww -z "$man" 2>"$work/groff.log" || true

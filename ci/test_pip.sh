@@ -46,7 +46,8 @@ VRAMSWAP_BUNDLE_LIBRARY=${lib#"$PWD/"} "$work/venv-plain/bin/pip" wheel --no-ind
   || { cat "$work/wheel.log"; fail "pip wheel with a relative VRAMSWAP_BUNDLE_LIBRARY"; }
 whl=$(ls "$work"/wheels/vramswap-*.whl)
 case $whl in *-py3-none-any.whl) fail "wheel with a bundled library is tagged any: $whl" ;; esac
-"$PYTHON" -m zipfile -l "$whl" | grep -q 'vramswap/libvramswap.so.0' || fail "wheel lacks the library"
+"$PYTHON" -m zipfile -l "$whl" >"$work/wheel.txt"   # (grep -q on a pipe would cut it: SIGPIPE)
+grep -q 'vramswap/libvramswap.so.0' "$work/wheel.txt" || fail "wheel lacks the library"
 ok "wheel with the bundled library: $(basename "$whl")"
 
 "$PYTHON" -m venv "$work/venv-wheel"
