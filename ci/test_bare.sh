@@ -116,6 +116,31 @@ for opt in VS_HOOKS:libcapstone-dev VS_BACKEND_CUDA:nvidia-cuda-dev VS_BUILD_TES
 done
 ok "VS_HOOKS=ON, VS_BACKEND_CUDA=ON and VS_BUILD_TESTS=ON fail configure, naming the package"
 
+# Capstone with only its shared library (no libcapstone.a): the hook engine is
+# built against libcapstone.so, which libvramswap then needs at run time.
+cs_root=$work/capstone-shared-root
+cs_lib=$(ls /usr/lib/*/libcapstone.so /usr/lib/libcapstone.so /usr/lib64/libcapstone.so 2>/dev/null | head -n 1 || true)
+cs_inc=/usr/include/capstone
+if [ -n "$cs_lib" ] && [ -d "$cs_inc" ]; then
+  mkdir -p "$cs_root/usr/include" "$cs_root$(dirname "$cs_lib")"
+  ln -s "$cs_inc" "$cs_root/usr/include/capstone"
+  ln -s "$(readlink -f "$cs_lib")" "$cs_root$cs_lib"
+  cs=$build-capstone-shared
+  rm -rf "$cs"
+  cmake -S . -B "$cs" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DVS_WERROR=ON "${bare_args[@]}" \
+    -DCMAKE_FIND_ROOT_PATH="$cs_root" -DVS_HOOKS=ON -DVS_BUILD_CLI=ON >"$work/cs.log" 2>&1 \
+    || { cat "$work/cs.log"; fail "configure with only the shared Capstone"; }
+  cmake --build "$cs" -j"$JOBS" --target vramswap_cli >"$work/cs-build.log" 2>&1 \
+    || { cat "$work/cs-build.log"; fail "build with only the shared Capstone"; }
+  grep -q 'NEEDED.*libcapstone' <<<"$(readelf -d "$cs/core/libvramswap.so")" \
+    || fail "libvramswap does not link the shared libcapstone"
+  grep -q '^interception: available (hook engine: .*libcapstone.so' <<<"$("$cs/bindings/cli/vramswap" info)" \
+    || fail "info of the shared-Capstone build does not report the engine"
+  ok "only libcapstone.so: the hook engine is built, linked shared, and info reports it"
+else
+  echo "bare: libcapstone.so or capstone/ headers not found: the shared-Capstone check was not run"
+fi
+
 # The GPU machine without Capstone, emulated: the CUDA backend (on the libcuda
 # emulator of tests/emulators/cuda) in a build without the hook engine. Opening
 # a device with intercept must work, log a WARNING with the reason, and report
