@@ -103,6 +103,13 @@ VS_API vs_status vs_constant_at(size_t i, const char **name, int64_t *value);
 /* "0.1.0" */
 VS_API const char *vs_version(void);
 
+/* Whether this build has the hook engine that allocation interception on the
+ * GPU backends needs (VS_DEVICE_INTERCEPT; the sim backend intercepts without
+ * it): *available 1 or 0; desc (may be NULL with desc_len 0) gets how it was
+ * built or why it was left out, e.g. "left out: Capstone not found at build
+ * time (Debian/Ubuntu: libcapstone-dev)". VS_ERR_INVALID_ARGUMENT. */
+VS_API vs_status vs_hook_engine_info(int *available, char *desc, size_t desc_len);
+
 /* ---------------------------------------------------------------- logging */
 
 typedef enum vs_log_level {

@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import dataclasses
 
-from .device import default_device
+from .device import current_device
 
 
 def _device(device):
-    return default_device() if device is None else device
+    return current_device() if device is None else device
 
 
 def memory_stats(device=None):
