@@ -1,0 +1,377 @@
+#!/usr/bin/env python3
+"""The dynamic workload family of bench.py: does vramswap recover the weights
+when pressure goes away (issue 9, docs/performance.md "Dynamic workloads")?
+
+    python3 tests/bench/dynamic.py [bench.py options] [--dyn-* options]
+      = bench.py --dynamic --methods vramswap ... (the steady-state rows first)
+
+One vramswap device, one ballast (the card keeps --dyn-free bytes free for the
+whole run), interception on, and:
+
+1. Phases: one offloaded stack (--dim, --layers: 8 GiB by default) runs passes
+   at changing token counts, e.g. "16:8,16384:4,16:8,16+F:6,16:8" (tokens:passes;
+   "+F" holds a foreign allocation of --dyn-foreign bytes, made through PyTorch
+   before the phase and released after it, like a VAE decode's temporary).
+   Each phase: median pass time, its bound, ratio = median / bound, resident
+   units at the end, regrowths / evictions / maps / cache releases during it,
+   output exact against the resident run at that token count.
+   bound(T) = max(resident time at T, streamed bytes / pinned bandwidth), with
+   streamed bytes = model - (free - staging - activation reserve(T) - foreign),
+   the same rule as bench.py's limited workloads.
+   recovery = median(last low-pressure phase) / median(first one), and the
+   number of passes of the last phase before one is within 5% of the first
+   phase's median (recovery_passes).
+2. Rotation: a small "encoder" (--layers/8) and the big stack take turns
+   (two-model), then encoder, big, and a "vae" (--layers/16) (three-model);
+   the big one runs --dyn-steps passes per turn. Per model: median pass time
+   over the turns after the first, its solo bound, ratio; outputs exact.
+
+--device cpu runs it on the simulated device at tiny sizes (a smoke test: the
+foreign allocation is simulated external usage, timings mean nothing).
+"""
+
+from __future__ import annotations
+
+import copy
+import gc
+import statistics
+import sys
+import time
+import traceback
+
+import bench as B
+
+GiB, MiB = B.GiB, B.MiB
+
+
+def add_args(ap):
+    g = ap.add_argument_group("dynamic workloads (--dynamic, tests/bench/dynamic.py)")
+    g.add_argument("--dyn-free", default="5.6G", help="memory left free for the dynamic run (default 5.6G)")
+    g.add_argument("--dyn-phases", default="16:8,16384:4,16:8,16+F:6,16:8",
+                   help="tokens:passes[,...]; '+F' holds the foreign allocation")
+    g.add_argument("--dyn-foreign", default="2G", help="the transient foreign allocation (default 2G)")
+    g.add_argument("--dyn-rotation", default="2,3", help="model rotations to run ('' for none)")
+    g.add_argument("--dyn-turns", type=int, default=4, help="turns of each rotation")
+    g.add_argument("--dyn-steps", type=int, default=3, help="passes of the big model per turn")
+    g.add_argument("--dyn-tokens", type=int, default=16, help="tokens of the rotation passes")
+
+
+def parse_phases(s):
+    out = []
+    for item in s.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        tok, _, n = item.partition(":")
+        foreign = tok.upper().endswith("+F")
+        out.append(dict(tokens=int(tok[:-2] if foreign else tok), passes=max(1, int(n or 1)),
+                        foreign=foreign))
+    if not out:
+        raise SystemExit("dynamic: --dyn-phases is empty")
+    return out
+
+
+# ---------------------------------------------------------------------- pieces
+
+def resident_profile(ctx, master, tokens):
+    """{T: (median s, activation peak bytes, output on the CPU)} with every weight resident."""
+    torch, accel = B.torch, ctx.accel
+    model = master.instantiate()
+    model.to(accel.dev)
+    prof = {}
+    try:
+        for t in sorted(set(tokens)):
+            x = master.make_input(accel, t)
+            base = accel.allocated()
+            if accel.cuda:
+                torch.cuda.reset_peak_memory_stats(accel.dev)
+            samples, out = B.timed(ctx, lambda: master.forward(model, x), ctx.warmup, ctx.reps)
+            peak = (torch.cuda.max_memory_allocated(accel.dev) - base) if accel.cuda else 0
+            prof[t] = (statistics.median(samples), peak, out.detach().float().cpu())
+            del x, out
+    finally:
+        del model
+        accel.clean()
+    return prof
+
+
+def stack_master(ctx, layers):
+    a = copy.copy(ctx.args)
+    a.layers = max(1, layers)
+    return B.build_stack_master(ctx.accel, a)
+
+
+class Run:
+    """The vramswap device of the dynamic run and the memory around it."""
+
+    def __init__(self, ctx, free):
+        self.ctx, self.accel = ctx, ctx.accel
+        self.vs = ctx.vramswap()
+        self.ballast = None
+        self.foreign = None
+        cfg = dict(ctx.args.vs_config)
+        if self.accel.cuda:
+            want = free
+            have = self.accel.free()
+            if have < want:
+                raise RuntimeError("card too small: %.2f GiB free, %.2f GiB wanted" % (have / GiB, want / GiB))
+            self.ballast = B.torch.empty(have - want, dtype=B.torch.uint8, device=self.accel.dev)
+            self.accel.sync()
+            backend = "hip" if getattr(B.torch.version, "hip", None) else "cuda"
+            cfg.setdefault("intercept", True)
+        else:
+            backend = "sim"
+            cfg.setdefault("headroom", 0)
+            cfg.setdefault("limit", free)
+            cfg.setdefault("regrow_margin", 0)  # the default (64 MiB) exceeds a tiny simulated budget
+            cfg.setdefault("mem_poll_ns", 0)
+        self.free_given = self.accel.free() if self.accel.cuda else free
+        self.cfg = cfg
+        self.dev = self.vs.Device(backend, self.accel.index if self.accel.cuda else 0, **cfg)
+
+    def hold_foreign(self, nbytes):
+        if self.accel.cuda:
+            self.foreign = B.torch.empty(nbytes, dtype=B.torch.uint8, device=self.accel.dev)
+            self.foreign.fill_(1)
+            self.accel.sync()
+        else:  # as the allocation hooks would: make room, then the memory is someone else's
+            self.dev.reclaim(nbytes)
+            self.vs.sim.set_external_usage(nbytes, 0)
+            self.foreign = nbytes
+
+    def drop_foreign(self):
+        if self.foreign is None:
+            return
+        if not self.accel.cuda:
+            self.vs.sim.set_external_usage(0, 0)
+        self.foreign = None  # on CUDA the caching allocator keeps the block (the realistic case)
+
+    def close(self):
+        self.drop_foreign()
+        try:
+            self.dev.close()
+        finally:
+            self.ballast = None
+            self.accel.clean()
+
+
+def stats_delta(s0, s1):
+    keys = ("regrowths", "regrown_bytes", "regrow_backoffs", "pages_evicted", "pages_mapped",
+            "fault_fast_fails", "reclaims", "intercepted_allocs")
+    return {k: getattr(s1, k) - getattr(s0, k) for k in keys if hasattr(s1, k)}
+
+
+def bound_for(ctx, model_bytes, resident_s, act_peak, free, staging, foreign=0):
+    fit = free - staging - (int(act_peak * 1.1) + B.ACT_MARGIN) - foreign if ctx.accel.cuda else free - foreign
+    streamed = max(0, model_bytes - max(0, fit))
+    return (max(resident_s, streamed / ctx.bw_pinned) if ctx.accel.cuda else resident_s), streamed
+
+
+def pass_times(ctx, fwd, n):
+    out, ts = None, []
+    with B.torch.no_grad():
+        for _ in range(n):
+            ctx.accel.sync()
+            t0 = time.perf_counter()
+            out = fwd()
+            ctx.accel.sync()
+            ts.append(time.perf_counter() - t0)
+    return ts, out
+
+
+# ---------------------------------------------------------------------- the family
+
+def run_phases(ctx, run, master, prof, phases, foreign_bytes):
+    vtorch = __import__("vramswap.torch", fromlist=["offload"])
+    model = master.instantiate()
+    off = vtorch.offload(model, device=run.dev, **dict(ctx.args.vs_offload))
+    staging = 2 * master.nbytes // max(1, ctx.args.layers)
+    rows = []
+    try:
+        x0 = master.make_input(ctx.accel, phases[0]["tokens"])
+        pass_times(ctx, lambda: master.forward(model, x0), ctx.warmup)  # learns the order, relayouts
+        del x0
+        for i, ph in enumerate(phases):
+            t = ph["tokens"]
+            x = master.make_input(ctx.accel, t)
+            if ph["foreign"]:
+                run.hold_foreign(foreign_bytes)
+            s0, c0 = run.dev.stats(), dict(off.counters)
+            ts, out = pass_times(ctx, lambda: master.forward(model, x), ph["passes"])
+            s1, c1 = run.dev.stats(), dict(off.counters)
+            run.drop_foreign()
+            exact, diff = B.compare(out, prof[t][2])
+            bound, streamed = bound_for(ctx, master.nbytes, prof[t][0], prof[t][1], run.free_given, staging,
+                                        foreign_bytes if ph["foreign"] else 0)
+            med = statistics.median(ts)
+            row = dict(phase=i, tokens=t, foreign=ph["foreign"], passes=len(ts), median_s=med,
+                       samples_s=ts, bound_s=bound, streamed_bytes=streamed, ratio=med / bound if bound else None,
+                       exact=exact, max_abs_diff=diff, resident_units=len(off.resident_units()),
+                       units=len(off.units), stats=stats_delta(s0, s1),
+                       counters={k: c1.get(k, 0) - c0.get(k, 0) for k in c1
+                                 if isinstance(c1.get(k), (int, float))})
+            rows.append(row)
+            print("  phase %d: %5d tokens%-3s %2d passes  median %9.2f ms  bound %9.2f ms  %5.2fx  "
+                  "resident %d/%d units  regrowths %d evicted %d mapped %d cache releases %d%s"
+                  % (i, t, "+F" if ph["foreign"] else "", len(ts), med * 1e3, bound * 1e3, row["ratio"] or 0,
+                     row["resident_units"], row["units"], row["stats"].get("regrowths", 0),
+                     row["stats"].get("pages_evicted", 0), row["stats"].get("pages_mapped", 0),
+                     row["counters"].get("cache_releases", 0),
+                     "" if exact else "  OUTPUT DIFFERS (max |diff| %.3g)" % diff), flush=True)
+            del x, out
+    finally:
+        off.close()
+        del model
+        gc.collect()
+    low_t = min(ph["tokens"] for ph in phases)
+    lows = [r for r in rows if r["tokens"] == low_t and not r["foreign"]]
+    summary = {"phases": rows}
+    if len(lows) >= 2:
+        first, last = lows[0], lows[-1]
+        summary["recovery"] = last["median_s"] / first["median_s"]
+        within = [k for k, s in enumerate(last["samples_s"]) if s <= 1.05 * first["median_s"]]
+        summary["recovery_passes"] = (within[0] + 1) if within else None
+        print("  recovery: last low phase / first = %.3f; first pass within 5%%: %s"
+              % (summary["recovery"], summary["recovery_passes"] or "none"))
+    return summary
+
+
+def run_rotation(ctx, run, models, profs, names, turns, steps, tokens):
+    """models: name -> (master, module, offload). Returns per-model figures."""
+    order = [n for n in ("encoder", "big", "vae") if n in names]
+    x = {n: models[n][0].make_input(ctx.accel, tokens) for n in order}
+    times = {n: [] for n in order}
+    exact = {n: True for n in order}
+    diffs = {n: 0.0 for n in order}
+    s0 = run.dev.stats()
+    for turn in range(turns):
+        for n in order:
+            master, module, _ = models[n]
+            ts, out = pass_times(ctx, lambda: master.forward(module, x[n]), steps if n == "big" else 1)
+            if turn:
+                times[n] += ts
+            e, d = B.compare(out, profs[n][tokens][2])
+            exact[n] = exact[n] and bool(e)
+            diffs[n] = max(diffs[n], d or 0.0)
+    s1 = run.dev.stats()
+    out = {"models": {}, "stats": stats_delta(s0, s1)}
+    for n in order:
+        master = models[n][0]
+        staging = 2 * max(p.numel() * p.element_size() for p in master.params.values())
+        bound, _ = bound_for(ctx, master.nbytes, profs[n][tokens][0], profs[n][tokens][1],
+                             run.free_given, staging)
+        med = statistics.median(times[n]) if times[n] else float("nan")
+        out["models"][n] = dict(bytes=master.nbytes, median_s=med, samples_s=times[n], bound_s=bound,
+                                ratio=med / bound if bound else None, exact=exact[n], max_abs_diff=diffs[n],
+                                resident_units=len(models[n][2].resident_units()), units=len(models[n][2].units))
+        r = out["models"][n]
+        print("  %d-model %-8s %6.2f GiB  median %9.2f ms  bound %9.2f ms  %5.2fx  resident %d/%d%s"
+              % (len(order), n, r["bytes"] / GiB, med * 1e3, bound * 1e3, r["ratio"] or 0,
+                 r["resident_units"], r["units"], "" if exact[n] else "  OUTPUT DIFFERS"), flush=True)
+    return out
+
+
+def run(ctx, a):
+    """The whole family; returns a JSON-able dict (never raises but for Ctrl-C)."""
+    import torch
+    B.torch, B.nn = torch, torch.nn  # bench.py run as a script is __main__, not this `bench`
+    res = {"status": "ok"}
+    rn = None
+    try:
+        phases = parse_phases(a.dyn_phases)
+        foreign = B.parse_size(a.dyn_foreign)
+        free = B.parse_size(a.dyn_free)
+        rotations = [int(r) for r in str(a.dyn_rotation).split(",") if r.strip()]
+        print("== dynamic: stack %d x %d, %.1f MiB free, phases %s, foreign %.1f MiB, rotations %s"
+              % (a.layers, a.dim, free / MiB, a.dyn_phases, foreign / MiB, rotations or "none"))
+        masters = {"big": stack_master(ctx, a.layers)}
+        if rotations:
+            masters["encoder"] = stack_master(ctx, a.layers // 8)
+        if any(r >= 3 for r in rotations):
+            masters["vae"] = stack_master(ctx, a.layers // 16)
+        big = masters["big"]
+        # Resident runs first (they need the whole card): times, activation peaks, outputs.
+        prof = {n: resident_profile(ctx, m, ([p["tokens"] for p in phases] if n == "big" else [])
+                                    + [a.dyn_tokens]) for n, m in masters.items()}
+        rn = Run(ctx, free)
+        res.update(free_given_bytes=rn.free_given, config={k: str(v) for k, v in rn.cfg.items()},
+                   model_bytes=big.nbytes)
+        res["phases"] = run_phases(ctx, rn, big, prof["big"], phases, foreign)
+        if rotations:
+            vtorch = __import__("vramswap.torch", fromlist=["offload"])
+            models = {}
+            for n, m in masters.items():
+                module = m.instantiate()
+                models[n] = (m, module, vtorch.offload(module, device=rn.dev, **dict(ctx.args.vs_offload)))
+            try:
+                for n in masters:  # the first pass of each learns its order
+                    m, module, _ = models[n]
+                    x = m.make_input(ctx.accel, a.dyn_tokens)
+                    pass_times(ctx, lambda: m.forward(module, x), 1)
+                res["rotation"] = {}
+                for r in rotations:
+                    names = ["encoder", "big"] + (["vae"] if r >= 3 else [])
+                    res["rotation"]["%d-model" % r] = run_rotation(ctx, rn, models, prof, names, a.dyn_turns,
+                                                                   a.dyn_steps, a.dyn_tokens)
+            finally:
+                for n in list(models):
+                    models[n][2].close()
+                models.clear()
+                gc.collect()
+    except KeyboardInterrupt:
+        raise
+    except BaseException as e:  # noqa: B902 -- report, do not lose the steady rows
+        res = dict(res, status="failed", error="%s: %s" % (type(e).__name__, str(e)[:300]),
+                   traceback=traceback.format_exc()[-3000:])
+        print("dynamic: FAILED: %s" % res["error"])
+        traceback.print_exc()
+    finally:
+        if rn is not None:
+            rn.close()
+    res["targets"] = targets(res)
+    for t in res["targets"]:
+        print("dynamic %-28s %.3f  target <= %.2f  %s" % (t["what"], t["value"], t["target"],
+                                                        "met" if t["met"] else "NOT MET"))
+    return res
+
+
+def targets(res):
+    out = []
+    ph = res.get("phases") or {}
+    for r in ph.get("phases", []):
+        if r.get("ratio") is not None and not r["foreign"]:
+            out.append(dict(what="phase %d (%d tokens)" % (r["phase"], r["tokens"]), value=round(r["ratio"], 3),
+                            target=B.TARGET_LIMITED, met=r["ratio"] <= B.TARGET_LIMITED))
+    if "recovery" in ph:
+        out.append(dict(what="recovery", value=round(ph["recovery"], 3), target=1.05, met=ph["recovery"] <= 1.05))
+        rp = ph.get("recovery_passes")
+        out.append(dict(what="recovery passes", value=rp or 0, target=3, met=bool(rp) and rp <= 3))
+    return out
+
+
+def failures(res):
+    """For --strict: what went wrong (failed run, inexact output)."""
+    bad = []
+    if res.get("status") != "ok":
+        bad.append("dynamic: " + res.get("error", "failed"))
+    for r in (res.get("phases") or {}).get("phases", []):
+        if r["exact"] is False:
+            bad.append("dynamic phase %d: output differs" % r["phase"])
+    for rot, v in (res.get("rotation") or {}).items():
+        for n, m in v["models"].items():
+            if not m["exact"]:
+                bad.append("dynamic %s %s: output differs" % (rot, n))
+    return bad
+
+
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--dynamic" not in argv:
+        argv.append("--dynamic")
+    if not any(x == "--methods" or x.startswith("--methods=") for x in argv):
+        argv += ["--methods", "vramswap"]
+    return B.main(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
