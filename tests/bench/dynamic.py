@@ -127,7 +127,17 @@ class Run:
             cfg.setdefault("mem_poll_ns", 0)
         self.free_given = self.accel.free() if self.accel.cuda else free
         self.cfg = cfg
-        self.dev = self.vs.Device(backend, self.accel.index if self.accel.cuda else 0, **cfg)
+        self.intercept_error = None
+        ordinal = self.accel.index if self.accel.cuda else 0
+        try:
+            self.dev = self.vs.Device(backend, ordinal, **cfg)
+        except self.vs.VramswapError as e:
+            if not cfg.get("intercept") or "intercept" in ctx.args.vs_config:
+                raise
+            self.intercept_error = str(e)  # measure without the hooks, and say so
+            print("dynamic: interception unavailable (%s); running without it" % e)
+            cfg["intercept"] = False
+            self.dev = self.vs.Device(backend, ordinal, **cfg)
 
     def hold_foreign(self, nbytes):
         if self.accel.cuda:
@@ -295,7 +305,8 @@ def run(ctx, a):
                                     + [a.dyn_tokens]) for n, m in masters.items()}
         rn = Run(ctx, free)
         res.update(free_given_bytes=rn.free_given, config={k: str(v) for k, v in rn.cfg.items()},
-                   model_bytes=big.nbytes)
+                   model_bytes=big.nbytes, intercept_error=rn.intercept_error,
+                   intercepting=bool(rn.dev.props.intercepting))
         res["phases"] = run_phases(ctx, rn, big, prof["big"], phases, foreign)
         if rotations:
             vtorch = __import__("vramswap.torch", fromlist=["offload"])

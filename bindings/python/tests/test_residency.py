@@ -129,14 +129,15 @@ def test_without_regrowth_it_stays_shrunk():
 
 
 class FakeCache:
-    """A caching allocator stand-in: `reserved` bytes, `allocated` of them in use."""
+    """A caching allocator stand-in: `reserved` bytes, `allocated` of them in
+    use, `total` bytes ever allocated."""
 
     def __init__(self):
-        self.reserved = self.allocated = 0
+        self.reserved = self.allocated = self.total = 0
         self.releases = 0
 
     def idle(self):
-        return self.reserved, self.reserved - self.allocated
+        return self.reserved, self.reserved - self.allocated, self.total
 
     def release(self):
         self.releases += 1
@@ -156,8 +157,8 @@ def test_cache_release_only_below_target_and_backs_off(dev, monkeypatch):
     clock = [100.0]
     monkeypatch.setattr(_residency.time, "monotonic", lambda: clock[0])
     off = FakeOffload(dev, loaded=10, total=10)
-    coop = _residency.Cooperation(off)
-    coop.cache = cache = FakeCache()
+    cache = FakeCache()
+    coop = _residency.Cooperation(off, cache)
     big = 4 * coop.min_idle
 
     def tick(dt=0.2):
@@ -177,7 +178,7 @@ def test_cache_release_only_below_target_and_backs_off(dev, monkeypatch):
     intervals = []
     for _ in range(6):
         cache.reserved = big
-        clock[0] += coop.interval
+        clock[0] += coop.interval + 1e-3
         coop.check(off)
         intervals.append(coop.interval)
     assert intervals[-1] == coop.max_interval and intervals[0] < intervals[-1], intervals
@@ -185,15 +186,28 @@ def test_cache_release_only_below_target_and_backs_off(dev, monkeypatch):
     n = cache.releases
     for _ in range(8):
         cache.reserved = 0
-        clock[0] += coop.interval
+        clock[0] += coop.interval + 1e-3
         coop.check(off)
     assert coop.interval == _residency._BASE_INTERVAL
     assert cache.releases == n, "released an empty cache"
     # A small idle cache is left alone.
     cache.reserved = coop.min_idle // 2
-    clock[0] += coop.interval
+    clock[0] += coop.interval + 1e-3
     coop.check(off)
     assert cache.releases == n
+    # Passes that allocate a lot (long prompts) keep their cache: no release
+    # however idle it looks at the pass boundary.
+    cache.reserved = big
+    for _ in range(5):
+        cache.total += 10 * big                      # each pass allocates 10x the idle cache
+        clock[0] += coop.interval + 1e-3
+        coop.check(off)
+    assert cache.releases == n, "released the cache of a workload that uses it every pass"
+    # Those passes end (short prompts again): the next check releases it.
+    cache.total += coop.min_idle // 8
+    clock[0] += coop.interval + 1e-3
+    coop.check(off)
+    assert cache.releases == n + 1
 
 
 def test_cooperation_is_inert_on_the_simulator(dev):

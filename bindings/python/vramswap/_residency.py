@@ -17,13 +17,17 @@ So at the end of a root forward (:func:`pass_end`, called from
   2. the model's weights are below their target (fewer bytes loaded than the
      VBAR holds), and
   3. the caching allocator holds at least ``min_idle`` bytes reserved but not
-     allocated (default: max(256 MiB, one vramswap page)),
+     allocated (default: max(256 MiB, one vramswap page)), and
+  4. the passes since the last check allocated, per pass and all allocations
+     added up, at most half of that idle cache (the sum bounds a pass's peak
+     from above: if it is small, the passes do not need the cache; a phase of
+     long prompts allocates gigabytes per pass and is left alone),
 the idle cache is released (``torch.cuda.empty_cache()``), and the next faults
 may regrow into it. Between passes nothing reads the freed blocks (the
 activations of the pass are gone), and the compute stream's queued work keeps
 using the blocks it holds: empty_cache releases only unused segments.
 
-Hysteresis: when the next check finds that PyTorch reserved again at least half
+Hysteresis (for what condition 4 cannot see): when the next check finds that PyTorch reserved again at least half
 of what was released while the weights are still below target, the workload
 needs that memory every pass (a run of long prompts): the release was in vain
 and the interval doubles (up to ``max_interval``, 0.4 s); any other check
@@ -95,10 +99,11 @@ class _TorchCache:
         self.tdevice = tdevice
 
     def idle(self):
-        """(reserved bytes, reserved but unallocated bytes)."""
+        """(reserved bytes, reserved but unallocated bytes, bytes ever allocated)."""
         s = self.torch.cuda.memory_stats(self.tdevice)
         reserved = s.get("reserved_bytes.all.current", 0)
-        return reserved, reserved - s.get("allocated_bytes.all.current", 0)
+        return (reserved, reserved - s.get("allocated_bytes.all.current", 0),
+                s.get("allocated_bytes.all.allocated", 0))
 
     def release(self):
         with self.torch.cuda.device(self.tdevice):
@@ -108,19 +113,22 @@ class _TorchCache:
 class Cooperation:
     """Per-offload state of Note [Residency cooperation]."""
 
-    def __init__(self, off):
+    def __init__(self, off, cache=None):
         self.interval = _BASE_INTERVAL
         self.max_interval = _MAX_INTERVAL
         self.min_idle = max(_MIN_IDLE, off.device.page_size)
         self.last = time.monotonic()   # the first check comes one interval after setup
         self.released_at = None        # reserved bytes just after our last release
         self.released = 0              # bytes it released
-        self.cache = None
-        if off.tdevice.type == "cuda":
+        self.passes = 0                # passes since the allocator was last asked
+        self.cache = cache
+        if cache is None and off.tdevice.type == "cuda":
             import torch
             self.cache = _TorchCache(torch, off.tdevice)
+        self.total = self.cache.idle()[2] if self.cache is not None else 0
 
     def check(self, off):
+        self.passes += 1
         now = time.monotonic()
         if now - self.last < self.interval or self.cache is None or off.vbar is None:
             return
@@ -130,18 +138,21 @@ class Cooperation:
         below = off.vbar.loaded_size < off._vbar_bytes
         if not below and self.released_at is None and self.interval <= _BASE_INTERVAL:
             return  # at the target (the steady state of a model that fits)
-        reserved, idle = self.cache.idle()
+        reserved, idle, total = self.cache.idle()
+        # What one pass allocated (all its allocations added up: at least its peak).
+        per_pass = (total - self.total) / max(1, self.passes)
+        self.total, self.passes = total, 0
         vain = (self.released_at is not None and below
                 and reserved - self.released_at >= self.released // 2)
         self.interval = (min(self.max_interval, self.interval * 2) if vain
                          else max(_BASE_INTERVAL, self.interval / 2))
         self.released_at = None
-        if not below or idle < self.min_idle:
-            return
+        if not below or idle < self.min_idle or per_pass > idle // 2:
+            return  # nothing worth taking, or the passes use the cache themselves
         t0 = time.perf_counter()
         self.cache.release()
         c["cache_release_s"] = c.get("cache_release_s", 0.0) + time.perf_counter() - t0
-        after, _ = self.cache.idle()
+        after = self.cache.idle()[0]
         self.released = max(0, reserved - after)
         self.released_at = after
         c["cache_releases"] = c.get("cache_releases", 0) + 1
