@@ -100,8 +100,8 @@ Test(regrow, conf_keys_parse)
 
 Test(regrow, waits_for_the_quiet_time)
 {
-    vt_env *e = vt_open(&(vt_params){.pages = 16, .regrow = 1, .regrow_delay_ns = 60 * MS,
-                                     .regrow_delay_max_ns = 60 * MS});
+    vt_env *e = vt_open(&(vt_params){.pages = 16, .regrow = 1, .regrow_delay_ns = 300 * MS,
+                                     .regrow_delay_max_ns = 300 * MS});
     vs_vbar_t *v = vt_vbar(e, 8);
     load_unpinned(e, v, 0, 8);
     others(e, 12);
@@ -109,7 +109,7 @@ Test(regrow, waits_for_the_quiet_time)
     /* Right after the eviction: memory is free but the VBAR was not quiet long enough. */
     VT_EXPECT(VS_NOT_RESIDENT, vt_fault_pages(e, v, 6, 1, NULL));
     cr_assert_eq(vt_stats(e).regrowths, 0);
-    sleep_ns(70 * MS);
+    sleep_ns(310 * MS);
     VT_OK(vt_fault_pages(e, v, 6, 1, NULL));
     VT_OK(vt_unpin_pages(e, v, 6, 1));
     cr_assert_eq(vt_stats(e).regrowths, 1);
