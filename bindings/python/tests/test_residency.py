@@ -219,3 +219,69 @@ def test_cooperation_is_inert_on_the_simulator(dev):
             model(x)
         assert off._coop.cache is None
         assert "cache_releases" not in off.counters
+
+
+@pytest.mark.gpu
+def test_regrowth_after_a_transient_allocation_on_a_gpu(tmp_path):
+    """The issue's scenario at a small size, on a real card with interception: an
+    offloaded 1 GiB stack in ~1 GiB of free memory; a 512 MiB temporary made
+    through PyTorch evicts weights; after it is released (PyTorch caches it, the
+    cooperation gives it back) the weights regrow. Results go to $VS_OUT."""
+    import json
+    import os
+    import time
+
+    if not torch.cuda.is_available():
+        pytest.fail("a GPU backend is available but torch has no CUDA")
+    out_dir = os.environ.get("VS_OUT") or str(tmp_path)
+    os.makedirs(out_dir, exist_ok=True)
+    report = {}
+    dim, layers, MiB = 4096, 32, 1 << 20
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(*[torch.nn.Linear(dim, dim, bias=False, dtype=torch.bfloat16)
+                                  for _ in range(layers)]).eval()   # 32 x 32 MiB on the host
+    x = torch.randn(16, dim, dtype=torch.bfloat16, device="cuda")
+    with torch.no_grad():
+        want = model.cuda()(x).cpu()
+    model.cpu()
+    torch.cuda.empty_cache()
+    free, _ = torch.cuda.mem_get_info()
+    ballast = torch.empty(max(0, free - 1280 * MiB), dtype=torch.uint8, device="cuda")
+    d = vramswap.Device("cuda", 0, intercept=True)
+    try:
+        report["intercepting"] = bool(d.props.intercepting)
+        assert d.props.intercepting, "interception is not installed (the test needs it)"
+        with vtorch.offload(model, d) as off:
+            def passes(n, gap=0.12):
+                for _ in range(n):
+                    with torch.no_grad():
+                        got = model(x)
+                    torch.cuda.synchronize()
+                    assert torch.equal(got.cpu(), want), "output differs"
+                    time.sleep(gap)   # spans the cooperation's check interval
+                return len(off.resident_units())
+
+            report["before"] = before = passes(4)
+            s0 = d.stats()
+            tmp = torch.empty(512 * MiB, dtype=torch.uint8, device="cuda")
+            tmp.fill_(1)
+            report["during"] = during = passes(2)
+            del tmp                                      # cached by PyTorch, not free
+            report["after"] = after = passes(6)
+            s1 = d.stats()
+            report.update(regrowths=s1.regrowths - s0.regrowths,
+                          evicted=s1.pages_evicted - s0.pages_evicted,
+                          cache_releases=off.counters.get("cache_releases", 0),
+                          cache_release_s=off.counters.get("cache_release_s", 0.0),
+                          units=len(off.units))
+    finally:
+        with open(os.path.join(out_dir, "regrow_gpu.json"), "w") as f:
+            json.dump(report, f, indent=1)
+        print("regrow gpu:", report)
+        d.close()
+        del ballast
+    assert 0 < before, report
+    assert during < before, "the temporary evicted nothing: %r" % report
+    assert report["cache_releases"] >= 1, "the idle cache was never given back: %r" % report
+    assert report["regrowths"] >= 1, "the watermark never rose again: %r" % report
+    assert after >= before - 1, "did not recover: %r" % report
