@@ -96,6 +96,7 @@ struct vs_vbar {
     uint64_t last_evict_ns;      /* when a page of this VBAR was last evicted; 0 = never */
     uint64_t last_regrow_ns;     /* the last regrowth not yet judged; 0 = none */
     uint64_t regrow_delay_ns;    /* current quiet time (starts at cfg.regrow_delay_ns) */
+    uint64_t regrow_tried_ns;    /* last attempt that found no room; 0 = none */
 };
 
 typedef struct vs_chunkvec {

@@ -20,6 +20,10 @@
  * (minus the margin) holds -- never more, so a regrowth never evicts anything:
  * it only lets later faults map into memory that is free now. Pages are mapped
  * by the faults themselves, in the order the application asks for them.
+ * Cost. Under steady pressure every streamed range takes the fast-fail path;
+ * an attempt that finds no room is not repeated for a quiet time, so steady
+ * streaming pays at most one free-memory query per quiet time per VBAR (the
+ * fast-fail path itself stays free of driver calls otherwise).
  * Hysteresis. If a page of the VBAR is evicted again less than the quiet time
  * after a regrowth, that regrowth was premature (the pressure is periodic):
  * the quiet time doubles, up to cfg.regrow_delay_max_ns, and
@@ -77,9 +81,16 @@ bool vs_regrow(vs_device_t *dev, struct vs_vbar *v, size_t idx)
     uint64_t calm = v->last_evict_ns ? now - v->last_evict_ns : UINT64_MAX;
     if (calm < delay)
         return false;
-    uint64_t avail = vs_budget_available(dev);
-    if (avail <= dev->cfg.regrow_margin || (avail - dev->cfg.regrow_margin) / page == 0)
+    /* Under steady pressure every streamed range fast-fails here: ask for room at
+     * most once per quiet time, not once per fault (a poll of the driver). */
+    if (v->regrow_tried_ns && now - v->regrow_tried_ns < delay)
         return false;
+    uint64_t avail = vs_budget_available(dev);
+    if (avail <= dev->cfg.regrow_margin || (avail - dev->cfg.regrow_margin) / page == 0) {
+        v->regrow_tried_ns = now ? now : 1;
+        return false;
+    }
+    v->regrow_tried_ns = 0;
     uint64_t pages = (avail - dev->cfg.regrow_margin) / page;
     /* Raise over `pages` non-resident pages; resident ones above it cost nothing. */
     size_t i = (size_t)(v->watermark / page), n = 0;

@@ -3,7 +3,8 @@
 when pressure goes away (issue 9, docs/performance.md "Dynamic workloads")?
 
     python3 tests/bench/dynamic.py [bench.py options] [--dyn-* options]
-      = bench.py --dynamic --methods vramswap ... (the steady-state rows first)
+      = bench.py --dynamic --methods vramswap ... (the steady-state rows first);
+      the JSON goes to --json, else $VS_OUT/dynamic.json, else a temporary directory
 
 One vramswap device, one ballast (the card keeps --dyn-free bytes free for the
 whole run), interception on, and:
@@ -34,8 +35,10 @@ from __future__ import annotations
 
 import copy
 import gc
+import os
 import statistics
 import sys
+import tempfile
 import time
 import traceback
 
@@ -381,6 +384,10 @@ def main(argv=None):
         argv.append("--dynamic")
     if not any(x == "--methods" or x.startswith("--methods=") for x in argv):
         argv += ["--methods", "vramswap"]
+    if not any(x == "--json" or x.startswith("--json=") for x in argv):
+        out = os.environ.get("VS_OUT") or tempfile.mkdtemp(prefix="vs_dynamic_")
+        os.makedirs(out, exist_ok=True)
+        argv += ["--json", os.path.join(out, "dynamic.json")]
     return B.main(argv)
 
 
