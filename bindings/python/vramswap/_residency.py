@@ -12,7 +12,7 @@ usage, without it as usage by others, and the weights never get it back.
 
 So at the end of a root forward (:func:`pass_end`, called from
 ``ModuleOffload._pass_end``), when
-  1. at least ``interval`` seconds passed since the last check (0.1 s: the check
+  1. at least ``interval`` seconds passed since the last check (50 ms: the check
      asks the caching allocator for its statistics, ~0.1 ms), and
   2. the model's weights are below their target (fewer bytes loaded than the
      VBAR holds), and
@@ -60,7 +60,7 @@ from __future__ import annotations
 
 import time
 
-_BASE_INTERVAL = 0.1
+_BASE_INTERVAL = 0.05
 _MAX_INTERVAL = 0.4
 _MIN_IDLE = 256 << 20
 
