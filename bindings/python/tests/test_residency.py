@@ -128,6 +128,40 @@ def test_without_regrowth_it_stays_shrunk():
         dev.close()
 
 
+def test_models_taking_turns_share_the_device():
+    """Two offloaded models take turns (a diffusion model and a text encoder):
+    the one running gets the memory, the idle one gives it up first, and the
+    big one regrows to what is free when it runs again."""
+    dev = open_sim(regrow_margin=0, regrow_delay_ns=0)
+    try:
+        page = dev.page_size
+        big, small = make_stack(12, seed=0), make_stack(4, seed=1)
+        x = torch.randn(3, 256)
+        with torch.no_grad():
+            want_big, want_small = big(x), small(x)
+        dev.set_limit(14 * page)                     # both do not fit at once
+        with vtorch.offload(big, dev, prefetch=2, lookahead=2) as ob, \
+                vtorch.offload(small, dev, prefetch=2, lookahead=2) as osm:
+            with torch.no_grad():
+                for _ in range(3):
+                    assert torch.equal(big(x), want_big)
+                alone = len(ob.resident_units())
+                assert alone == 12, alone
+                for _ in range(2):
+                    assert torch.equal(small(x), want_small)
+                assert len(osm.resident_units()) == 4, "the running model did not get the memory"
+                shrunk = len(ob.resident_units())
+                assert shrunk < alone
+                for _ in range(2):
+                    assert torch.equal(big(x), want_big)
+                assert len(ob.resident_units()) == alone, "the big model did not regrow"
+                assert len(osm.resident_units()) == 4 - (alone - shrunk), "the idle model kept its pages"
+            dev.check()
+        dev.set_limit(0)
+    finally:
+        dev.close()
+
+
 class FakeCache:
     """A caching allocator stand-in: `reserved` bytes, `allocated` of them in
     use, `total` bytes ever allocated."""
