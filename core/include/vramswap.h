@@ -167,7 +167,7 @@ typedef struct vs_device_config {
     uint64_t regrow_delay_max_ns; /* the quiet time doubles, up to this, whenever a regrowth
                                      is evicted again within it (default 320 ms) */
     uint64_t regrow_margin;       /* bytes of the free budget a regrowth leaves free
-                                     (default 64 MiB) */
+                                     (default 0: the headroom already is) */
 } vs_device_config;
 
 /* Fill defaults, then apply the VRAMSWAP_CONF environment variable

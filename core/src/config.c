@@ -1,6 +1,6 @@
 /* Device configuration: defaults and the VRAMSWAP_CONF environment variable
  * ("limit:8G,headroom:512M,page_size:32M,log:info,intercept:1,mem_poll_ns:2000000",
- * regrowth: "regrow:1,regrow_delay_ns:20000000,regrow_delay_max_ns:320000000,regrow_margin:64M"),
+ * regrowth: "regrow:1,regrow_delay_ns:20000000,regrow_delay_max_ns:320000000,regrow_margin:0"),
  * in the style of PYTORCH_CUDA_ALLOC_CONF. A malformed entry is an error (the
  * caller learns about a typo instead of silently running with defaults). */
 #include <ctype.h>
@@ -16,7 +16,7 @@
 #define VS_DEFAULT_POLL_NS 2000000ull
 #define VS_DEFAULT_REGROW_DELAY_NS 20000000ull      /* 20 ms */
 #define VS_DEFAULT_REGROW_DELAY_MAX_NS 320000000ull /* 320 ms */
-#define VS_DEFAULT_REGROW_MARGIN ((uint64_t)64 << 20)
+#define VS_DEFAULT_REGROW_MARGIN 0ull /* the headroom is the room left; see regrow.c */
 
 uint64_t vs_now_ns(void)
 {

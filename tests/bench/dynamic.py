@@ -126,7 +126,6 @@ class Run:
             backend = "sim"
             cfg.setdefault("headroom", 0)
             cfg.setdefault("limit", free)
-            cfg.setdefault("regrow_margin", 0)  # the default (64 MiB) exceeds a tiny simulated budget
             cfg.setdefault("mem_poll_ns", 0)
         self.free_given = self.accel.free() if self.accel.cuda else free
         self.cfg = cfg

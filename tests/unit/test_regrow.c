@@ -92,7 +92,7 @@ Test(regrow, conf_keys_parse)
     cr_assert_eq(c.flags & VS_DEVICE_NO_REGROW, 0);
     cr_assert_eq(c.regrow_delay_ns, 20 * MS, "default quiet time");
     cr_assert_eq(c.regrow_delay_max_ns, 320 * MS);
-    cr_assert_eq(c.regrow_margin, 64ull << 20);
+    cr_assert_eq(c.regrow_margin, 0, "default margin: regrowth refills what the first fill took");
     setenv("VRAMSWAP_CONF", "regrow:maybe", 1);
     VT_EXPECT(VS_ERR_INVALID_ARGUMENT, vs_device_config_init(&c));
     unsetenv("VRAMSWAP_CONF");

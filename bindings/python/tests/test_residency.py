@@ -61,7 +61,7 @@ def push(dev, nbytes):
 
 
 def test_offload_regrows_after_pressure_and_stays_spread():
-    dev = open_sim(regrow_margin=0, regrow_delay_ns=0)
+    dev = open_sim(regrow_delay_ns=0)   # the default margin: recovery must be complete
     try:
         page = dev.page_size
         model = make_stack()                         # 16 units of 256 KiB = 1 page each
@@ -132,7 +132,7 @@ def test_models_taking_turns_share_the_device():
     """Two offloaded models take turns (a diffusion model and a text encoder):
     the one running gets the memory, the idle one gives it up first, and the
     big one regrows to what is free when it runs again."""
-    dev = open_sim(regrow_margin=0, regrow_delay_ns=0)
+    dev = open_sim(regrow_delay_ns=0)   # the default margin: recovery must be complete
     try:
         page = dev.page_size
         big, small = make_stack(12, seed=0), make_stack(4, seed=1)
@@ -285,6 +285,8 @@ def test_regrowth_after_a_transient_allocation_on_a_gpu(tmp_path):
     try:
         report["intercepting"] = bool(d.props.intercepting)
         assert d.props.intercepting, "interception is not installed (the test needs it)"
+        trace = report["trace"] = []
+        report["page_mib"] = d.page_size >> 20
         with vtorch.offload(model, d) as off:
             def passes(n, gap=0.12):
                 for _ in range(n):
@@ -293,6 +295,12 @@ def test_regrowth_after_a_transient_allocation_on_a_gpu(tmp_path):
                     torch.cuda.synchronize()
                     assert torch.equal(got.cpu(), want), "output differs"
                     time.sleep(gap)   # spans the cooperation's check interval
+                    st = d.stats()    # a per-pass trace: what a failure needs explained
+                    trace.append(dict(resident=len(off.resident_units()),
+                                      available_mib=d.memory_info().available >> 20,
+                                      regrowths=st.regrowths, evicted=st.pages_evicted,
+                                      mapped=st.pages_mapped, backoffs=st.regrow_backoffs,
+                                      releases=off.counters.get("cache_releases", 0)))
                 return len(off.resident_units())
 
             report["before"] = before = passes(4)
