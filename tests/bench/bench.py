@@ -1015,7 +1015,8 @@ def main(argv=None):
     ctx.drop_pinned()
     accel.clean()
     if a.dynamic:  # the dynamic family (tests/bench/dynamic.py), after the steady rows
-        results["dynamic"] = __import__("dynamic").run(ctx, a)
+        results["dynamic"] = __import__("dynamic").run(
+            ctx, a, lambda r: save(a, dict(results, dynamic=r)))  # partial results survive a timeout
     results["bandwidth"]["pinned_end_Bps"] = bandwidth(accel, bw_bytes, pinned=True)
     results["meta"] = machine_info(accel, versions)
     results["meta"]["options"] = {k: v for k, v in vars(a).items() if k not in ("dry_run",)}

@@ -24,8 +24,24 @@ whole run), interception on, and:
    phase's median (recovery_passes).
 2. Rotation: a small "encoder" (--layers/8) and the big stack take turns
    (two-model), then encoder, big, and a "vae" (--layers/16) (three-model);
-   the big one runs --dyn-steps passes per turn. Per model: median pass time
-   over the turns after the first, its solo bound, ratio; outputs exact.
+   the big one runs --dyn-steps passes per turn, the others one. The running
+   model is prioritized: it takes the idle models' pages, and they take them
+   back on their turn. Per model: median pass time over the turns after the
+   first and its run bound; per turn: median turn time, the turn bound, the
+   bytes that crossed per turn and the minimum that must cross. The minimum:
+   F = free - every offload's staging - activation reserve may stay resident
+   across a turn; a byte kept for a model saves one copy per pass of it, so F
+   goes to the big model first (it runs --dyn-steps passes), the rest to the
+   others; minimum bytes = sum over passes of (model - what it keeps). Turn
+   bound = sum over passes of max(resident time, its bytes / pinned bandwidth)
+   (passes are synchronous). A model's solo bound would be the wrong yardstick:
+   models that together exceed F must re-copy something every turn.
+
+--quick: 2 warm-up and 2 timed passes per steady row, and only the steady rows
+stack-16, stack-16384 and fits-16 (skips stack-4096, fits-4096 and llama-2048,
+the slowest to set up; --workloads overrides), shorter phases
+(16:5,16384:3,16:5,16+F:3,16:5) and 3 rotation turns: about 90 s on an H200.
+The JSON is rewritten after every steady row, phase and rotation.
 
 --device cpu runs it on the simulated device at tiny sizes (a smoke test: the
 foreign allocation is simulated external usage, timings mean nothing).
@@ -50,11 +66,12 @@ GiB, MiB = B.GiB, B.MiB
 def add_args(ap):
     g = ap.add_argument_group("dynamic workloads (--dynamic, tests/bench/dynamic.py)")
     g.add_argument("--dyn-free", default="5.6G", help="memory left free for the dynamic run (default 5.6G)")
-    g.add_argument("--dyn-phases", default="16:8,16384:4,16:8,16+F:6,16:8",
-                   help="tokens:passes[,...]; '+F' holds the foreign allocation")
+    g.add_argument("--dyn-phases", default=None,
+                   help="tokens:passes[,...]; '+F' holds the foreign allocation "
+                        "(default 16:8,16384:4,16:8,16+F:6,16:8; --quick 16:5,16384:3,16:5,16+F:3,16:5)")
     g.add_argument("--dyn-foreign", default="2G", help="the transient foreign allocation (default 2G)")
     g.add_argument("--dyn-rotation", default="2,3", help="model rotations to run ('' for none)")
-    g.add_argument("--dyn-turns", type=int, default=4, help="turns of each rotation")
+    g.add_argument("--dyn-turns", type=int, default=None, help="turns of each rotation (default 4; --quick 3)")
     g.add_argument("--dyn-steps", type=int, default=3, help="passes of the big model per turn")
     g.add_argument("--dyn-tokens", type=int, default=16, help="tokens of the rotation passes")
 
@@ -167,6 +184,10 @@ class Run:
             self.accel.clean()
 
 
+def size_str(n):
+    return "%.2f GiB" % (n / GiB) if n >= GiB else "%.1f MiB" % (n / MiB)
+
+
 def stats_delta(s0, s1):
     keys = ("regrowths", "regrown_bytes", "regrow_backoffs", "pages_evicted", "pages_mapped",
             "fault_fast_fails", "reclaims", "intercepted_allocs")
@@ -193,7 +214,7 @@ def pass_times(ctx, fwd, n):
 
 # ---------------------------------------------------------------------- the family
 
-def run_phases(ctx, run, master, prof, phases, foreign_bytes):
+def run_phases(ctx, run, master, prof, phases, foreign_bytes, progress=None):
     vtorch = __import__("vramswap.torch", fromlist=["offload"])
     model = master.instantiate()
     off = vtorch.offload(model, device=run.dev, **dict(ctx.args.vs_offload))
@@ -223,6 +244,8 @@ def run_phases(ctx, run, master, prof, phases, foreign_bytes):
                        counters={k: c1.get(k, 0) - c0.get(k, 0) for k in c1
                                  if isinstance(c1.get(k), (int, float))})
             rows.append(row)
+            if progress is not None:
+                progress(rows)
             print("  phase %d: %5d tokens%-3s %2d passes  median %9.2f ms  bound %9.2f ms  %5.2fx  "
                   "resident %d/%d units  regrowths %d evicted %d mapped %d cache releases %d%s"
                   % (i, t, "+F" if ph["foreign"] else "", len(ts), med * 1e3, bound * 1e3, row["ratio"] or 0,
@@ -248,43 +271,106 @@ def run_phases(ctx, run, master, prof, phases, foreign_bytes):
     return summary
 
 
+def turn_plan(ctx, sizes, runs, profs, tokens, free, staging, act):
+    """The per-turn bound of a rotation (Note in the module docstring, 2.).
+    sizes: name -> bytes; runs: name -> passes per turn. The weights may keep
+    F = free - staging of every offload - activation reserve resident across a
+    turn. A byte kept for a model saves one copy per pass of that model, so the
+    minimum traffic gives F to the models with the most passes per turn first
+    (the big one), the rest to the others. Each pass is synchronous, so a run's
+    time is at least max(its resident time, its bytes / pinned bandwidth).
+    Returns (bound s, minimum bytes per turn, {name: (bytes per run, bound per run)})."""
+    fit = max(0, free - staging - act) if ctx.accel.cuda else free
+    keep = {}
+    for n in sorted(sizes, key=lambda n: -runs[n]):
+        keep[n] = min(sizes[n], fit)
+        fit -= keep[n]
+    per, total_bytes, bound = {}, 0, 0.0
+    for n in sizes:
+        b = sizes[n] - keep[n]
+        t = max(profs[n][tokens][0], b / ctx.bw_pinned) if ctx.accel.cuda else profs[n][tokens][0]
+        per[n] = (b, t)
+        total_bytes += b * runs[n]
+        bound += t * runs[n]
+    return bound, total_bytes, per
+
+
 def run_rotation(ctx, run, models, profs, names, turns, steps, tokens):
-    """models: name -> (master, module, offload). Returns per-model figures."""
+    """models: name -> (master, module, offload). Returns per-model and per-turn figures."""
     order = [n for n in ("encoder", "big", "vae") if n in names]
+    runs = {n: steps if n == "big" else 1 for n in order}
     x = {n: models[n][0].make_input(ctx.accel, tokens) for n in order}
     times = {n: [] for n in order}
+    turn_s, crossed = [], []
     exact = {n: True for n in order}
     diffs = {n: 0.0 for n in order}
+    unit = {n: models[n][0].nbytes // max(1, len(models[n][2].units)) for n in order}
+
+    def moved():  # bytes copied so far (faults that copied + streamed units), all models
+        return sum(unit[n] * (models[n][2].counters.get("copies", 0) + models[n][2].counters.get("streamed", 0))
+                   for n in order)
     s0 = run.dev.stats()
     for turn in range(turns):
+        m0, t0 = moved(), time.perf_counter()
         for n in order:
             master, module, _ = models[n]
-            ts, out = pass_times(ctx, lambda: master.forward(module, x[n]), steps if n == "big" else 1)
+            ts, out = pass_times(ctx, lambda: master.forward(module, x[n]), runs[n])
             if turn:
                 times[n] += ts
             e, d = B.compare(out, profs[n][tokens][2])
             exact[n] = exact[n] and bool(e)
             diffs[n] = max(diffs[n], d or 0.0)
+        if turn:  # the first turn still settles the placement
+            turn_s.append(time.perf_counter() - t0)
+            crossed.append(moved() - m0)
     s1 = run.dev.stats()
-    out = {"models": {}, "stats": stats_delta(s0, s1)}
+    staging = sum(2 * max(p.numel() * p.element_size() for p in models[n][0].params.values()) for n in order)
+    act = int(max(profs[n][tokens][1] for n in order) * 1.1) + B.ACT_MARGIN
+    sizes = {n: models[n][0].nbytes for n in order}
+    bound, min_bytes, per = turn_plan(ctx, sizes, runs, profs, tokens, run.free_given, staging, act)
+    out = {"models": {}, "stats": stats_delta(s0, s1), "runs_per_turn": runs}
     for n in order:
-        master = models[n][0]
-        staging = 2 * max(p.numel() * p.element_size() for p in master.params.values())
-        bound, _ = bound_for(ctx, master.nbytes, profs[n][tokens][0], profs[n][tokens][1],
-                             run.free_given, staging)
         med = statistics.median(times[n]) if times[n] else float("nan")
-        out["models"][n] = dict(bytes=master.nbytes, median_s=med, samples_s=times[n], bound_s=bound,
-                                ratio=med / bound if bound else None, exact=exact[n], max_abs_diff=diffs[n],
-                                resident_units=len(models[n][2].resident_units()), units=len(models[n][2].units))
+        b, t = per[n]
+        out["models"][n] = dict(bytes=sizes[n], median_s=med, samples_s=times[n], run_bound_s=t,
+                                run_min_bytes=b, ratio=med / t if t else None, exact=exact[n],
+                                max_abs_diff=diffs[n], resident_units=len(models[n][2].resident_units()),
+                                units=len(models[n][2].units))
         r = out["models"][n]
-        print("  %d-model %-8s %6.2f GiB  median %9.2f ms  bound %9.2f ms  %5.2fx  resident %d/%d%s"
-              % (len(order), n, r["bytes"] / GiB, med * 1e3, bound * 1e3, r["ratio"] or 0,
+        print("  %d-model %-8s %6.2f GiB  median %9.2f ms  run bound %9.2f ms (%s must cross)  %5.2fx  "
+              "resident %d/%d at the end%s"
+              % (len(order), n, r["bytes"] / GiB, med * 1e3, t * 1e3, size_str(b), r["ratio"] or 0,
                  r["resident_units"], r["units"], "" if exact[n] else "  OUTPUT DIFFERS"), flush=True)
+    tmed = statistics.median(turn_s) if turn_s else float("nan")
+    cmed = statistics.median(crossed) if crossed else 0
+    out["turn"] = dict(median_s=tmed, samples_s=turn_s, bound_s=bound, min_bytes=min_bytes,
+                       crossed_bytes=cmed, ratio=tmed / bound if bound else None)
+    print("  %d-model TURN (%s)  median %9.2f ms  bound %9.2f ms  %5.2fx  crossed %s/turn, "
+          "minimum %s/turn" % (len(order), " ".join("%s x%d" % (n, runs[n]) for n in order),
+                                     tmed * 1e3, bound * 1e3, out["turn"]["ratio"] or 0, size_str(cmed),
+                                     size_str(min_bytes)), flush=True)
     return out
 
 
-def run(ctx, a):
-    """The whole family; returns a JSON-able dict (never raises but for Ctrl-C)."""
+PHASES, PHASES_QUICK = "16:8,16384:4,16:8,16+F:6,16:8", "16:5,16384:3,16:5,16+F:3,16:5"
+
+
+def run(ctx, a, progress=None):
+    """The whole family; returns a JSON-able dict (never raises but for Ctrl-C).
+    progress(res) is called with the partial results after every phase and
+    rotation (bench.py saves them: a run cut short still leaves its figures)."""
+    if a.dyn_phases is None:
+        a.dyn_phases = PHASES_QUICK if a.quick else PHASES
+    if a.dyn_turns is None:
+        a.dyn_turns = 3 if a.quick else 4
+
+    def report(**kw):
+        res.update(kw)
+        if progress is not None:
+            try:
+                progress(res)
+            except Exception as e:  # noqa: B902 -- a full disk must not lose the run
+                print("dynamic: could not save partial results: %s" % e)
     import torch
     B.torch, B.nn = torch, torch.nn  # bench.py run as a script is __main__, not this `bench`
     res = {"status": "ok"}
@@ -309,7 +395,8 @@ def run(ctx, a):
         res.update(free_given_bytes=rn.free_given, config={k: str(v) for k, v in rn.cfg.items()},
                    model_bytes=big.nbytes, intercept_error=rn.intercept_error,
                    intercepting=bool(rn.dev.props.intercepting))
-        res["phases"] = run_phases(ctx, rn, big, prof["big"], phases, foreign)
+        report(phases=run_phases(ctx, rn, big, prof["big"], phases, foreign,
+                                 lambda rows: report(phases={"phases": rows, "partial": True})))
         if rotations:
             vtorch = __import__("vramswap.torch", fromlist=["offload"])
             models = {}
@@ -326,6 +413,7 @@ def run(ctx, a):
                     names = ["encoder", "big"] + (["vae"] if r >= 3 else [])
                     res["rotation"]["%d-model" % r] = run_rotation(ctx, rn, models, prof, names, a.dyn_turns,
                                                                    a.dyn_steps, a.dyn_tokens)
+                    report()
             finally:
                 for n in list(models):
                     models[n][2].close()
@@ -377,10 +465,15 @@ def failures(res):
     return bad
 
 
+QUICK_WORKLOADS = "stack-16,stack-16384,fits-16"
+
+
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     if "--dynamic" not in argv:
         argv.append("--dynamic")
+    if "--quick" in argv and not any(x == "--workloads" or x.startswith("--workloads=") for x in argv):
+        argv += ["--workloads", QUICK_WORKLOADS]  # the steady rows --quick keeps (module docstring)
     if not any(x == "--methods" or x.startswith("--methods=") for x in argv):
         argv += ["--methods", "vramswap"]
     if not any(x == "--json" or x.startswith("--json=") for x in argv):
