@@ -323,6 +323,8 @@ def run_rotation(ctx, run, models, profs, names, turns, steps, tokens):
         if turn:  # the first turn still settles the placement
             turn_s.append(time.perf_counter() - t0)
             crossed.append(moved() - m0)
+        else:
+            c0 = {n: dict(models[n][2].counters) for n in order}
     s1 = run.dev.stats()
     staging = sum(2 * max(p.numel() * p.element_size() for p in models[n][0].params.values()) for n in order)
     act = int(max(profs[n][tokens][1] for n in order) * 1.1) + B.ACT_MARGIN
@@ -332,15 +334,21 @@ def run_rotation(ctx, run, models, profs, names, turns, steps, tokens):
     for n in order:
         med = statistics.median(times[n]) if times[n] else float("nan")
         b, t = per[n]
+        c1, nruns = models[n][2].counters, max(1, (turns - 1) * runs[n])
+        # Per pass: units mapped and copied into the VBAR (the running model took
+        # pages) vs units streamed through its ring (it could not).
+        mapped_units, streamed_units = ((c1.get(k, 0) - c0[n].get(k, 0)) / nruns for k in ("copies", "streamed"))
         out["models"][n] = dict(bytes=sizes[n], median_s=med, samples_s=times[n], run_bound_s=t,
                                 run_min_bytes=b, ratio=med / t if t else None, exact=exact[n],
                                 max_abs_diff=diffs[n], resident_units=len(models[n][2].resident_units()),
-                                units=len(models[n][2].units))
+                                units=len(models[n][2].units), copied_units_per_pass=mapped_units,
+                                streamed_units_per_pass=streamed_units)
         r = out["models"][n]
         print("  %d-model %-8s %6.2f GiB  median %9.2f ms  run bound %9.2f ms (%s must cross)  %5.2fx  "
-              "resident %d/%d at the end%s"
+              "resident %d/%d at the end, per pass %.1f units copied to the VBAR %.1f streamed%s"
               % (len(order), n, r["bytes"] / GiB, med * 1e3, t * 1e3, size_str(b), r["ratio"] or 0,
-                 r["resident_units"], r["units"], "" if exact[n] else "  OUTPUT DIFFERS"), flush=True)
+                 r["resident_units"], r["units"], mapped_units, streamed_units,
+                 "" if exact[n] else "  OUTPUT DIFFERS"), flush=True)
     tmed = statistics.median(turn_s) if turn_s else float("nan")
     cmed = statistics.median(crossed) if crossed else 0
     out["turn"] = dict(median_s=tmed, samples_s=turn_s, bound_s=bound, min_bytes=min_bytes,
