@@ -17,7 +17,8 @@
  *      (v->regrow_delay_ns, starting at cfg.regrow_delay_ns), and
  *   2. the budget has free memory beyond cfg.regrow_margin.
  * It then rises over as many non-resident pages as that free memory
- * (minus the margin) holds -- never more, so a regrowth never evicts anything:
+ * (minus the margin, minus the non-resident pages already below the watermark:
+ * they are owed it) holds -- never more, so a regrowth never evicts anything:
  * it only lets later faults map into memory that is free now. Pages are mapped
  * by the faults themselves, in the order the application asks for them.
  * Margin. cfg.regrow_margin defaults to 0: the budget already leaves the
@@ -25,7 +26,9 @@
  * of the budget is free. A margin on top would make the regrown set smaller
  * than the first fill by margin/page rounded up: with 32 MiB pages (an H200)
  * and a 64 MiB margin, 3 of 26 resident 32 MiB units of a 1 GiB model never
- * came back -- 50% more streamed bytes per pass, "recovery" in name only. An
+ * came back (with the double count of owed pages, see vs_regrow, which made the
+ * faults evict the VBAR's own pages and back the quiet time off) -- 50% more
+ * streamed bytes per pass, "recovery" in name only. An
  * allocation that needs the memory a regrowth took (activations re-reserved
  * after the binding emptied PyTorch's cache) evicts a page as usual and backs
  * the quiet time off; the steady state is then the first fill's.
@@ -95,12 +98,21 @@ bool vs_regrow(vs_device_t *dev, struct vs_vbar *v, size_t idx)
     if (v->regrow_tried_ns && now - v->regrow_tried_ns < delay)
         return false;
     uint64_t avail = vs_budget_available(dev);
-    if (avail <= dev->cfg.regrow_margin || (avail - dev->cfg.regrow_margin) / page == 0) {
+    uint64_t free_pages = avail > dev->cfg.regrow_margin ? (avail - dev->cfg.regrow_margin) / page : 0;
+    /* Non-resident pages below the watermark are owed that memory already (an
+     * earlier regrowth whose faults did not all come yet, e.g. a pass that
+     * faults in execution order, not in VBAR order): counting it twice would
+     * raise the watermark past what fits, and the faults would then evict the
+     * VBAR's own pages to map others (churn, and a backoff for nothing). */
+    size_t below = (size_t)(v->watermark / page), owed = 0;
+    for (size_t k = 0; k < below && k < v->npages; k++)
+        owed += v->pages[k].chunk == NULL;
+    if (free_pages <= owed) {
         v->regrow_tried_ns = now ? now : 1;
         return false;
     }
     v->regrow_tried_ns = 0;
-    uint64_t pages = (avail - dev->cfg.regrow_margin) / page;
+    uint64_t pages = free_pages - owed;
     /* Raise over `pages` non-resident pages; resident ones above it cost nothing. */
     size_t i = (size_t)(v->watermark / page), n = 0;
     while (i < v->npages && n < pages) {

@@ -138,6 +138,34 @@ Test(regrow, leaves_the_margin_and_the_budget)
     cr_assert_eq(vt_stats(e).regrowths, 1);
 }
 
+/* Faults come in execution order, not VBAR order: after a regrowth, a fault
+ * above the new watermark before the pages below it were mapped must not count
+ * their free memory again (it would raise the watermark past what fits, and the
+ * later faults would evict the VBAR's own pages: churn, and a backoff). */
+Test(regrow, does_not_count_owed_pages_twice)
+{
+    vt_env *e = vt_open(&(vt_params){.pages = 16, .regrow = 1, .regrow_delay_ns = 1,
+                                     .regrow_delay_max_ns = 1});
+    vs_vbar_t *v = vt_vbar(e, 16);
+    load_unpinned(e, v, 0, 12);
+    others(e, 10); /* 6 pages for us: pages 0-5 */
+    cr_assert_eq(wm_pages(e, v), 6);
+    others(e, 4);  /* 6 free again: room for pages 6-11, as before */
+    vs_stats s0 = vt_stats(e);
+    VT_OK(vt_fault_pages(e, v, 6, 1, NULL)); /* regrows over 6-11 */
+    VT_OK(vt_unpin_pages(e, v, 6, 1));
+    cr_assert_eq(wm_pages(e, v), 12);
+    /* Pages 7-11 are owed the 5 free pages: a fault at 12 finds no room. */
+    VT_EXPECT(VS_NOT_RESIDENT, vt_fault_pages(e, v, 12, 1, NULL));
+    cr_assert_eq(wm_pages(e, v), 12, "the owed memory was counted twice");
+    load_unpinned(e, v, 7, 5);
+    vs_stats s1 = vt_stats(e);
+    cr_assert_eq(s1.pages_evicted, s0.pages_evicted, "the recovery evicted its own pages");
+    cr_assert_eq(s1.regrowths - s0.regrowths, 1);
+    cr_assert_eq(vt_loaded(v), 12 * e->page, "the first fill's residency is back");
+    vt_check(e);
+}
+
 /* Pinned pages stay resident through pressure and regrowth (nothing evicts them). */
 Test(regrow, never_evicts_a_pinned_page)
 {

@@ -91,6 +91,7 @@ def test_offload_regrows_after_pressure_and_stays_spread():
             after = resident_positions(off)
             s1 = dev.stats()
             assert s1.regrowths > s0.regrowths, "the watermark never rose again"
+            assert s1.pages_evicted == s0.pages_evicted, "the recovery evicted its own pages (churn)"
             assert len(after) >= len(before), "did not recover: %r -> %r -> %r" % (before, during, after)
             assert after != list(range(len(after))), "regrew into a prefix: %r" % after
             assert max_gap(after, 16) <= 2 * 16 // len(after) + 1, after
