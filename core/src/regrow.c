@@ -59,6 +59,9 @@
  * (d) Several VBARs regrow in the order their faults come; the one running
  * faults first and gets the memory, the idle ones keep their lower watermarks
  * until they run (and are prioritized) again.
+ * (e) Pages below the watermark that are never faulted (a unit the workload
+ * does not use) stay owed: each such page lowers every later regrowth by a
+ * page. Prioritize or vs_vbar_set_watermark resets the picture.
  */
 #include "internal.h"
 
