@@ -29,7 +29,7 @@ whole run), interception on, and:
    back on their turn. Per model: median pass time over the turns after the
    first and its run bound; per turn: median turn time, the turn bound, the
    bytes that crossed per turn and the minimum that must cross. The minimum:
-   F = free - every offload's staging - activation reserve may stay resident
+   F = free - the big model's staging - activation reserve may stay resident
    across a turn; a byte kept for a model saves one copy per pass of it, so F
    goes to the big model first (it runs --dyn-steps passes), the rest to the
    others; minimum bytes = sum over passes of (model - what it keeps). Turn
@@ -272,9 +272,9 @@ def run_phases(ctx, run, master, prof, phases, foreign_bytes, progress=None):
 
 
 def turn_plan(ctx, sizes, runs, profs, tokens, free, staging, act):
-    """The per-turn bound of a rotation (Note in the module docstring, 2.).
+    """The per-turn bound of a rotation (the module docstring, 2.).
     sizes: name -> bytes; runs: name -> passes per turn. The weights may keep
-    F = free - staging of every offload - activation reserve resident across a
+    F = free - staging of the big model - activation reserve resident across a
     turn. A byte kept for a model saves one copy per pass of that model, so the
     minimum traffic gives F to the models with the most passes per turn first
     (the big one), the rest to the others. Each pass is synchronous, so a run's
@@ -326,7 +326,10 @@ def run_rotation(ctx, run, models, profs, names, turns, steps, tokens):
         else:
             c0 = {n: dict(models[n][2].counters) for n in order}
     s1 = run.dev.stats()
-    staging = sum(2 * max(p.numel() * p.element_size() for p in models[n][0].params.values()) for n in order)
+    # Staging of the model that streams every pass (the big one): the others may
+    # hold no ring at all (they copy into their VBAR while they run), and a
+    # lower bound must not charge them one.
+    staging = 2 * max(p.numel() * p.element_size() for p in models["big"][0].params.values())
     act = int(max(profs[n][tokens][1] for n in order) * 1.1) + B.ACT_MARGIN
     sizes = {n: models[n][0].nbytes for n in order}
     bound, min_bytes, per = turn_plan(ctx, sizes, runs, profs, tokens, run.free_given, staging, act)
