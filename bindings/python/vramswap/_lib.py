@@ -147,6 +147,9 @@ class vs_device_config(Structure):
         ("headroom", c_uint64),
         ("limit", c_uint64),
         ("mem_poll_ns", c_uint64),
+        ("regrow_delay_ns", c_uint64),
+        ("regrow_delay_max_ns", c_uint64),
+        ("regrow_margin", c_uint64),
     ]
 
 
@@ -189,6 +192,7 @@ class vs_stats(Structure):
         "cur_scratch", "peak_scratch",
         "cur_intercepted", "peak_intercepted",
         "cur_host_registered", "peak_host_registered",
+        "regrowths", "regrown_bytes", "regrow_backoffs",
     )]
 
 

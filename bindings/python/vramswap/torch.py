@@ -55,7 +55,7 @@ import ctypes
 
 import torch
 
-from . import _lib, errors
+from . import _lib, _residency, errors
 from .buffers import HostBuffer, ScratchBuffer
 from . import _dlpack
 from .device import Device, default_device
@@ -662,6 +662,7 @@ class ModuleOffload:
         self._depth -= 1
         if self._depth:
             return
+        _residency.pass_end(self)  # Note [Residency cooperation]
         if self._resident_pass:
             self._resident_pass = False
             self.vbar.unpin(0, self._vbar_bytes, self._sync.compute_handle())
@@ -762,7 +763,7 @@ class ModuleOffload:
                 streamed.append(u)
         resident.sort(key=lambda u: order.index(u))
         slot = _align(max(u.size for u in streamed)) if streamed else None
-        return resident + streamed, slot
+        return _residency.nested_layout(resident, streamed, large), slot  # Note [Nested spread]
 
     # ------------------------------------------------------------ queries, lifetime
 
