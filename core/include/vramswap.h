@@ -246,6 +246,11 @@ typedef struct vs_stats {
     uint64_t cur_scratch, peak_scratch;
     uint64_t cur_intercepted, peak_intercepted;
     uint64_t cur_host_registered, peak_host_registered;
+    /* Driver memory the library could not give back (Note [Stuck chunks]):
+     * chunks whose unmap or release failed, kept and retried (current count),
+     * and bytes given up for good (chunks and reservations at destroy/close). */
+    uint64_t stuck_chunks;
+    uint64_t leaked_bytes;
 } vs_stats;
 
 VS_API vs_status vs_device_get_stats(vs_device_t *dev, vs_stats *stats);
