@@ -28,6 +28,8 @@
 #include "internal.h"
 
 #define VS_TRANSIENT_RETRIES 8
+/* Largest VBAR in pages: a 256 MiB page table (16 TiB of 2 MiB pages). */
+#define VS_MAX_VBAR_PAGES ((uint64_t)1 << 23)
 
 static void backoff(int attempt)
 {
@@ -177,6 +179,16 @@ VS_API vs_status vs_vbar_create(vs_device_t *dev, uint64_t size, vs_vbar_t **out
         return VS_ERR_INVALID_ARGUMENT;
     }
     size = vs_round_up(size, page);
+    /* The page table is allocated up front and walked by eviction: refuse a
+     * VBAR whose table alone would be absurd (a 64 TiB VBAR of 64 KiB pages
+     * would take 32 GiB), with a message that says so. */
+    if (size / page > VS_MAX_VBAR_PAGES) {
+        vs_log(VS_LOG_ERROR, "a VBAR of %llu MiB is %llu pages of %llu KiB; at most %llu pages are supported",
+               (unsigned long long)(size >> 20), (unsigned long long)(size / page),
+               (unsigned long long)(page >> 10), (unsigned long long)VS_MAX_VBAR_PAGES);
+        vs_dev_release(dev);
+        return VS_ERR_INVALID_ARGUMENT;
+    }
     /* Reserve first: the driver refuses absurd sizes before we try to allocate
      * their page table. */
     vs_devptr_t base = 0;
