@@ -177,6 +177,7 @@ class vs_stats(Structure):
         "cur_scratch", "peak_scratch",
         "cur_intercepted", "peak_intercepted",
         "cur_host_registered", "peak_host_registered",
+        "stuck_chunks", "leaked_bytes",
     )]
 
 

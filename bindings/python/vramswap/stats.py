@@ -111,5 +111,7 @@ def memory_summary(device=None):
     count("driver retries (transient)", s["transient_retries"])
     count("driver failures", s["backend_failures"])
     count("free-memory polls", s["mem_polls"])
+    count("stuck chunks (retried)", s["stuck_chunks"])
+    count("driver memory leaked", s["leaked_bytes"], format_size(s["leaked_bytes"]))
     lines.append("=" * width)
     return "\n".join(lines) + "\n"
