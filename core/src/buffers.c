@@ -13,6 +13,7 @@
  * segment that stays) and decommits them. Contents below the size survive.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -235,9 +236,57 @@ static void decommit(struct vs_host_buffer *b, uint64_t from, uint64_t to)
              -1, 0);
 }
 
+/* Bytes the process may still commit: the smaller of the system's MemAvailable
+ * and the room left under a cgroup (v2) memory limit; UINT64_MAX when neither
+ * can be read. Used to refuse a host buffer growth that the pre-touch below
+ * would otherwise turn into an OOM kill (the kernel overcommits; touching the
+ * pages is when it finds out). */
+static uint64_t read_u64_file(const char *path, const char *key)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return UINT64_MAX;
+    char line[256];
+    uint64_t v = UINT64_MAX;
+    size_t klen = key ? strlen(key) : 0;
+    while (fgets(line, sizeof line, f)) {
+        if (key && strncmp(line, key, klen) != 0)
+            continue;
+        char *end;
+        unsigned long long n = strtoull(line + klen, &end, 10);
+        if (end != line + klen) {
+            v = n;
+            if (key && strstr(end, "kB"))
+                v = n * 1024;
+        }
+        break;
+    }
+    fclose(f);
+    return v;
+}
+
+static uint64_t host_room(void)
+{
+    uint64_t room = read_u64_file("/proc/meminfo", "MemAvailable:");
+    uint64_t max = read_u64_file("/sys/fs/cgroup/memory.max", NULL); /* "max" reads as UINT64_MAX */
+    uint64_t cur = read_u64_file("/sys/fs/cgroup/memory.current", NULL);
+    if (max != UINT64_MAX && cur != UINT64_MAX) {
+        uint64_t left = max > cur ? max - cur : 0;
+        if (left < room)
+            room = left;
+    }
+    return room;
+}
+
 static vs_status host_grow(vs_device_t *dev, struct vs_host_buffer *b, uint64_t target)
 {
     uint64_t from = b->committed, len = target - from;
+    uint64_t room = host_room();
+    if (len > room) {
+        vs_log(VS_LOG_ERROR, "host buffer: %llu MiB more pinned memory requested, about %llu MiB available",
+               (unsigned long long)(len >> 20), (unsigned long long)(room >> 20));
+        return VS_ERR_OUT_OF_MEMORY;
+    }
     if (seg_push(b, from, len) != VS_OK)
         return VS_ERR_OUT_OF_MEMORY;
     b->nsegs--; /* reserved a slot; committed below only on success */

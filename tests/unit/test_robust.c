@@ -350,3 +350,28 @@ Test(robust, page_size_message_names_given_value)
     VT_OK(vs_set_log_callback(NULL, NULL));
     cr_assert(strstr(last_error, "page size 3 ") != NULL, "message: %s", last_error);
 }
+
+/* Finding 9: a host buffer growth larger than the memory left is refused with
+ * VS_ERR_OUT_OF_MEMORY instead of being committed and touched (an OOM kill). */
+Test(robust, host_buffer_growth_past_memory_refused)
+{
+    vt_env *e = vt_open(&(vt_params){.pages = 8});
+    FILE *f = fopen("/proc/meminfo", "r");
+    cr_assert_not_null(f);
+    char line[256];
+    unsigned long long kb = 0;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1)
+            break;
+    fclose(f);
+    cr_assert_gt(kb, 0);
+    uint64_t want = (uint64_t)kb * 1024 * 2;
+    vs_host_buffer_t *h;
+    VT_OK(vs_host_buffer_create(e->dev, want, &h));
+    VT_EXPECT(VS_ERR_OUT_OF_MEMORY, vs_host_buffer_resize(h, want));
+    uint64_t size = 1;
+    VT_OK(vs_host_buffer_get(h, NULL, &size, NULL));
+    cr_assert_eq(size, 0);
+    VT_OK(vs_host_buffer_resize(h, 1 << 20)); /* a small one still works */
+    VT_OK(vs_host_buffer_destroy(h));
+}

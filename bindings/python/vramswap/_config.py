@@ -45,7 +45,7 @@ _LOG_NAMES = ("off", "error", "warn", "info", "debug", "trace")
 def parse_size(value, key="size"):
     """Bytes from an int or a string like "8G", "512MiB", "64K" (binary units)."""
     if isinstance(value, bool):
-        raise errors.invalid_argument("%s: expected a size, got %r" % (key, value))
+        raise errors.ArgumentTypeError(errors.ERR_INVALID_ARGUMENT, "%s: expected a size, got %r" % (key, value))
     if isinstance(value, int):
         n = value
     elif isinstance(value, str):
@@ -58,7 +58,8 @@ def parse_size(value, key="size"):
         try:  # numpy integers and other int-like objects
             n = operator.index(value)
         except TypeError:
-            raise TypeError("%s: expected a size (int or str), got %s" % (key, type(value).__name__)) from None
+            raise errors.ArgumentTypeError(errors.ERR_INVALID_ARGUMENT, "%s: expected a size (int or str), got %s"
+                                           % (key, type(value).__name__)) from None
     if not 0 <= n <= _U64_MAX:
         raise errors.ArgumentOverflowError(errors.ERR_INVALID_ARGUMENT,
                                            "%s: %d is outside [0, 2**64)" % (key, n))

@@ -49,6 +49,10 @@ class ArgumentOverflowError(InvalidArgumentError, OverflowError):
     """An integer argument outside what the C API takes (0 <= n < 2**64)."""
 
 
+class ArgumentTypeError(InvalidArgumentError, TypeError):
+    """An argument of the wrong type (a str or float where an int is needed)."""
+
+
 class InvalidHandleError(VramswapError):
     """VS_ERR_INVALID_HANDLE: the object was destroyed (or never existed)."""
 

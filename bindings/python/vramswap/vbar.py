@@ -80,7 +80,8 @@ class VBAR(Resource):
         self._h()
         offset = u64(offset, "offset")
         if offset > self._size:
-            raise OverflowError("offset: %d is past the VBAR's %d bytes" % (offset, self._size))
+            raise errors.ArgumentOverflowError(errors.ERR_INVALID_ARGUMENT,
+                                               "offset: %d is past the VBAR's %d bytes" % (offset, self._size))
         return self._base + offset
 
     # ------------------------------------------------------------ sub-allocation
