@@ -244,7 +244,7 @@ vs_status vs_unmap_release(vs_device_t *dev, vs_devptr_t va, uint64_t size, vs_b
 void vs_orphan_add(vs_device_t *dev, vs_devptr_t va, uint64_t size, vs_bphys *chunk, bool mapped);
 /* Try once more to unmap and release every stuck chunk. */
 void vs_orphans_retry(vs_device_t *dev);
-/* Give up on the stuck chunks inside [va, va+size) (every one when size is 0):
+/* Give up on the stuck mappings inside [va, va+size) (every stuck chunk when size is 0):
  * they count in stats.leaked_bytes. Returns the bytes given up. */
 uint64_t vs_orphans_drop(vs_device_t *dev, vs_devptr_t va, uint64_t size);
 /* Count `bytes` of driver memory that can no longer be returned. */

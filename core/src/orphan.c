@@ -76,7 +76,9 @@ uint64_t vs_orphans_drop(vs_device_t *dev, vs_devptr_t va, uint64_t size)
     size_t keep = 0;
     for (size_t i = 0; i < dev->norphans; i++) {
         vs_orphan o = dev->orphans[i];
-        if (size == 0 || (o.va >= va && o.va - va < size)) {
+        /* Within a range, only mappings are given up (the address space is
+         * going); a chunk that is merely unreleased can still be retried. */
+        if (size == 0 || (o.mapped && o.va >= va && o.va - va < size)) {
             dropped += o.size;
             continue;
         }
