@@ -9,6 +9,7 @@ packages=(
   libcriterion-dev libcapstone-dev
   libamdhip64-dev libze-dev libze1
   python3-pytest python3-numpy python3-hypothesis python3-torch python3-matplotlib
+  clang-14 libclang-rt-14-dev   # the fuzz tier (libFuzzer with ASan/UBSan)
 )
 
 missing=()

@@ -69,7 +69,17 @@ static int imm_target(const cs_insn *in, uint64_t *dest)
 
 static int is_cond(csh cs, const cs_insn *in)
 {
-    return cs_insn_group(cs, in, CS_GRP_JUMP) && in->id != X86_INS_JMP;
+    switch (in->id) {
+    case X86_INS_LOOP: /* not in Capstone's jump group */
+    case X86_INS_LOOPE:
+    case X86_INS_LOOPNE:
+    case X86_INS_JRCXZ:
+    case X86_INS_JECXZ:
+    case X86_INS_JCXZ:
+        return 1;
+    default:
+        return cs_insn_group(cs, in, CS_GRP_JUMP) && in->id != X86_INS_JMP;
+    }
 }
 
 /* Check the slot's trampoline against the window of original instructions. */
@@ -85,7 +95,10 @@ static void verify(csh cs, const uint8_t *target, const vs_hook_plan *p)
     while (left) {
         if (!cs_disasm_iter(cs, &code, &left, &addr, in))
             bad("window is not whole instructions", addr, p->window_len);
-        last_ends = in->id == X86_INS_RET || (in->id == X86_INS_JMP);
+        /* Control never falls through these: no jump back is needed after them. */
+        last_ends = in->id == X86_INS_JMP || in->id == X86_INS_LJMP || in->id == X86_INS_UD2 ||
+                    in->id == X86_INS_HLT || cs_insn_group(cs, in, X86_GRP_RET) ||
+                    cs_insn_group(cs, in, X86_GRP_IRET);
         uint64_t tp = (uint64_t)(uintptr_t)(tramp + tpos);
         uint64_t dest;
         int64_t disp;
