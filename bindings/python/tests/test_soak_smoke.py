@@ -20,7 +20,8 @@ def test_soak_smoke_on_sim(tmp_path):
                         "--seconds", "3", "--threads", "3"], env=env, stdout=subprocess.PIPE,
                        stderr=subprocess.STDOUT, text=True, timeout=300)
     assert p.returncode == 0, p.stdout[-4000:]
-    row = json.load(open(tmp_path / "soak.json"))
+    with open(tmp_path / "soak.json") as f:
+        row = json.load(f)
     assert row["status"] == "ok", row
     assert row["rounds"] >= 2 and row["forwards"] > 0
     assert row["streamed_uses"] > 0, "the limits never forced streaming: the soak tests nothing"
