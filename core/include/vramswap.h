@@ -173,7 +173,12 @@ VS_API vs_status vs_device_open(const char *backend, int ordinal,
                                 const vs_device_config *cfg, vs_device_t **out);
 /* Destroys every VBAR, scratch and host buffer still open on it (logging a
  * warning for each), removes interception and releases the device. Pinned pages
- * give VS_ERR_BUSY and nothing is released. */
+ * give VS_ERR_BUSY and nothing is released. Calls racing close on other threads
+ * either finish first (close waits for them) or get VS_ERR_INVALID_HANDLE.
+ * Otherwise the handle is always consumed: VS_ERR_BACKEND means the driver kept
+ * memory the device could not give back (logged with its size; see
+ * stats.leaked_bytes, Note [Stuck chunks]). The same contract holds for
+ * vs_vbar_destroy, vs_scratch_destroy and vs_host_buffer_destroy. */
 VS_API vs_status vs_device_close(vs_device_t *dev);
 
 typedef struct vs_device_props {
@@ -301,7 +306,9 @@ typedef struct vs_vbar vs_vbar_t;
  * The new VBAR becomes the most important one. */
 VS_API vs_status vs_vbar_create(vs_device_t *dev, uint64_t size, vs_vbar_t **out);
 /* Unmaps everything (waiting for each page's last use) and frees the reservation.
- * VS_ERR_BUSY if any page is pinned. */
+ * VS_ERR_BUSY if any page is pinned (nothing changes). Otherwise the handle is
+ * consumed; VS_ERR_BACKEND then means the driver kept some of it, counted in
+ * stats.leaked_bytes (see vs_device_close). */
 VS_API vs_status vs_vbar_destroy(vs_vbar_t *vbar);
 
 /* Base address and size (page multiple). */

@@ -14,7 +14,9 @@
  * The interception sink runs on whatever thread allocates; it takes 1 then 2
  * (vs_registry_lock_device) and is never entered while the calling thread holds
  * a device lock, because the core's own driver calls bypass the hooks.
- * Stream, event and copy calls go to the backend without the device lock.
+ * Stream and event calls go to the backend without the device lock, counted in
+ * dev->users so that close waits for them (Note [Closing]); copies are queued
+ * under the device lock (a copy may use a host buffer, buffers.c).
  */
 #include <stdio.h>
 #include <stdlib.h>
