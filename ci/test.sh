@@ -128,9 +128,10 @@ tier_fuzz() {
     targets+=("fuzz_${h%%:*}")
   done
   # fuzz_hook exists only with the hook engine (Capstone, x86_64): build what exists.
-  local t have=()
+  local t have=() known
+  known=$(cmake --build "$dir" --target help)   # not piped into grep -q: pipefail and SIGPIPE
   for t in "${targets[@]}"; do
-    if cmake --build "$dir" --target help | grep -q "^\.\.\. $t\$"; then
+    if grep -qx "\.\.\. $t" <<<"$known"; then
       have+=("$t")
     fi
   done

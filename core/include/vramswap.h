@@ -175,10 +175,9 @@ VS_API vs_status vs_device_open(const char *backend, int ordinal,
  * warning for each), removes interception and releases the device. Pinned pages
  * give VS_ERR_BUSY and nothing is released. Calls racing close on other threads
  * either finish first (close waits for them) or get VS_ERR_INVALID_HANDLE.
- * Otherwise the handle is always consumed: VS_ERR_BACKEND means the driver kept
- * memory the device could not give back (logged with its size; see
- * stats.leaked_bytes, Note [Stuck chunks]). The same contract holds for
- * vs_vbar_destroy, vs_scratch_destroy and vs_host_buffer_destroy. */
+ * Otherwise the device is always closed: VS_ERR_BACKEND means the driver kept
+ * memory the library could not give back by then (logged with its size;
+ * Note [Stuck chunks]). */
 VS_API vs_status vs_device_close(vs_device_t *dev);
 
 typedef struct vs_device_props {
@@ -252,8 +251,8 @@ typedef struct vs_stats {
     uint64_t cur_intercepted, peak_intercepted;
     uint64_t cur_host_registered, peak_host_registered;
     /* Driver memory the library could not give back (Note [Stuck chunks]):
-     * chunks whose unmap or release failed, kept and retried (current count),
-     * and bytes given up for good (chunks and reservations at destroy/close). */
+     * chunks whose unmap or release failed and reservations whose free failed,
+     * kept and retried (current count), and bytes given up for good at close. */
     uint64_t stuck_chunks;
     uint64_t leaked_bytes;
 } vs_stats;
@@ -307,8 +306,10 @@ typedef struct vs_vbar vs_vbar_t;
 VS_API vs_status vs_vbar_create(vs_device_t *dev, uint64_t size, vs_vbar_t **out);
 /* Unmaps everything (waiting for each page's last use) and frees the reservation.
  * VS_ERR_BUSY if any page is pinned (nothing changes). Otherwise the handle is
- * consumed; VS_ERR_BACKEND then means the driver kept some of it, counted in
- * stats.leaked_bytes (see vs_device_close). */
+ * consumed; what the driver refuses to unmap, release or free is kept by the
+ * device, counted in stats.stuck_chunks and retried (at the latest by
+ * vs_device_close, which reports what is still refused then). The same holds
+ * for vs_scratch_destroy. */
 VS_API vs_status vs_vbar_destroy(vs_vbar_t *vbar);
 
 /* Base address and size (page multiple). */

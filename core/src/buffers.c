@@ -148,17 +148,11 @@ VS_API vs_status vs_scratch_get(vs_scratch_t *b, vs_devptr_t *ptr, uint64_t *siz
 
 vs_status vs_scratch_destroy_locked(vs_device_t *dev, struct vs_scratch *b)
 {
-    /* Consumes the handle whatever the driver says (Note [Stuck chunks]). */
-    vs_status st = scratch_shrink_to(dev, b, 0);
-    if (dev->norphans) {
-        vs_orphans_retry(dev);
-        if (vs_orphans_drop(dev, b->base, b->max_size))
-            st = VS_ERR_BACKEND;
-    }
-    if (vs_va_free_retry(dev, b->base, b->max_size) != VS_OK) {
-        vs_leak(dev, b->max_size, "a scratch buffer's address reservation");
-        st = VS_ERR_BACKEND;
-    }
+    /* Consumes the handle whatever the driver says (Note [Stuck chunks]):
+     * what the driver will not take back yet is kept and retried. */
+    (void)scratch_shrink_to(dev, b, 0);
+    vs_free_reservation(dev, b->base, b->max_size);
+    vs_status st = VS_OK;
     if (b->prev)
         b->prev->next = b->next;
     else

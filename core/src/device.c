@@ -310,7 +310,7 @@ VS_API vs_status vs_device_close(vs_device_t *dev)
         vs_log(VS_LOG_ERROR, "device close: %zu page event(s) still referenced", dev->nevrefs);
     if (dev->norphans) { /* the last chance to return stuck chunks (Note [Stuck chunks]) */
         vs_orphans_retry(dev);
-        if (vs_orphans_drop(dev, 0, 0) && first == VS_OK)
+        if (vs_orphans_drop(dev) && first == VS_OK)
             first = VS_ERR_BACKEND;
     }
     free(dev->orphans);

@@ -135,6 +135,7 @@ typedef struct vs_orphan {
     uint64_t size;
     vs_bphys *chunk;
     bool mapped;             /* the unmap failed too: va still maps it */
+    bool reservation;        /* not a chunk: the address reservation [va, va+size) to free */
 } vs_orphan;
 
 /* ---------------------------------------------------------------- the device */
@@ -244,9 +245,12 @@ vs_status vs_unmap_release(vs_device_t *dev, vs_devptr_t va, uint64_t size, vs_b
 void vs_orphan_add(vs_device_t *dev, vs_devptr_t va, uint64_t size, vs_bphys *chunk, bool mapped);
 /* Try once more to unmap and release every stuck chunk. */
 void vs_orphans_retry(vs_device_t *dev);
-/* Give up on the stuck mappings inside [va, va+size) (every stuck chunk when size is 0):
- * they count in stats.leaked_bytes. Returns the bytes given up. */
-uint64_t vs_orphans_drop(vs_device_t *dev, vs_devptr_t va, uint64_t size);
+/* Free a VBAR's or scratch buffer's reservation, or keep it as stuck when a
+ * stuck mapping still sits inside it or the driver refuses (retried later). */
+void vs_free_reservation(vs_device_t *dev, vs_devptr_t va, uint64_t size);
+/* Give up on every stuck chunk and reservation (close): they count in
+ * stats.leaked_bytes. Returns the bytes given up. */
+uint64_t vs_orphans_drop(vs_device_t *dev);
 /* Count `bytes` of driver memory that can no longer be returned. */
 void vs_leak(vs_device_t *dev, uint64_t bytes, const char *what);
 /* Retry NOT_READY like vs_map_new does (Note [Transient driver errors]). */

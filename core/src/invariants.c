@@ -107,8 +107,8 @@ vs_status vs_check_locked(vs_device_t *dev)
         FAIL("stuck chunks: list has %zu, stats %llu", dev->norphans, (unsigned long long)dev->stats.stuck_chunks);
     for (size_t i = 0; i < dev->norphans; i++) {
         const vs_orphan *o = &dev->orphans[i];
-        if (!o->chunk || o->size == 0)
-            FAIL("stuck chunk %zu is empty", i);
+        if ((!o->chunk) != o->reservation || o->size == 0 || (o->reservation && o->mapped))
+            FAIL("stuck entry %zu is malformed", i);
         for (struct vs_vbar *v = dev->most; v && o->mapped; v = v->less) {
             if (o->va < v->base || o->va - v->base >= v->size)
                 continue;

@@ -229,7 +229,7 @@ vs_status vs_vbar_destroy_locked(vs_device_t *dev, struct vs_vbar *v)
     if (v->pinned)
         return VS_ERR_BUSY;
     /* The handle is consumed whatever the driver says (Note [Stuck chunks]):
-     * what cannot be returned is counted in stats.leaked_bytes. */
+     * what cannot be returned yet is kept and retried. */
     vs_status first = VS_OK;
     for (size_t i = 0; i < v->npages; i++) {
         if (!v->pages[i].chunk)
@@ -249,16 +249,7 @@ vs_status vs_vbar_destroy_locked(vs_device_t *dev, struct vs_vbar *v)
             vs_budget_add(dev, VS_USE_WEIGHTS, -(int64_t)dev->page_size);
         }
     }
-    if (dev->norphans) {
-        vs_orphans_retry(dev);
-        if (vs_orphans_drop(dev, v->base, v->size))
-            first = VS_ERR_BACKEND;
-    }
-    vs_status st = vs_va_free_retry(dev, v->base, v->size);
-    if (st != VS_OK) {
-        vs_leak(dev, v->size, "a VBAR's address reservation");
-        first = VS_ERR_BACKEND;
-    }
+    vs_free_reservation(dev, v->base, v->size); /* or keeps it, to retry */
     list_unlink(dev, v);
     dev->nvbars--;
     free(v->pages);

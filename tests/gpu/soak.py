@@ -90,8 +90,8 @@ def child(args):
             d = r.choice([64, 128, 256])
             nl = r.randint(3, 10)
         host = torch.empty(nl, d, d, dtype=dtype, pin_memory=gpu)
-        for i in range(nl):
-            host[i].copy_(torch.randn(d, d, dtype=torch.float32).div_(d ** 0.5).to(dtype))
+        for i in range(nl):  # generated on the device (fast), kept in pinned host memory
+            host[i].copy_(torch.randn(d, d, dtype=torch.float32, device=tdev).div_(d ** 0.5).to(dtype))
         x0 = torch.randn(r.choice([64, 256]), d, dtype=dtype).to(tdev)
         return d, nl, host, x0
 
