@@ -100,8 +100,8 @@ static void verify(csh cs, const uint8_t *target, const vs_hook_plan *p)
                     in->id == X86_INS_HLT || cs_insn_group(cs, in, X86_GRP_RET) ||
                     cs_insn_group(cs, in, X86_GRP_IRET);
         uint64_t tp = (uint64_t)(uintptr_t)(tramp + tpos);
-        uint64_t dest;
-        int64_t disp;
+        uint64_t dest = 0;
+        int64_t disp = 0;
         int cond = is_cond(cs, in);
         if ((in->id == X86_INS_JMP || in->id == X86_INS_CALL || cond) && imm_target(in, &dest)) {
             if (in->id == X86_INS_JMP) {
@@ -121,7 +121,7 @@ static void verify(csh cs, const uint8_t *target, const vs_hook_plan *p)
                 if (!cs_disasm_iter(cs, &c, &cl, &ca, out) || out->id != in->id)
                     bad("conditional branch changed condition", out->id, in->id);
                 size_t n = out->size;
-                uint64_t hop;
+                uint64_t hop = 0;
                 if (!imm_target(out, &hop) || hop != tp + n + 2)
                     bad("conditional hop", hop, tp + n + 2);
                 static const uint8_t rest[8] = {0xEB, 0x0E, 0xFF, 0x25, 0, 0, 0, 0};
@@ -139,7 +139,7 @@ static void verify(csh cs, const uint8_t *target, const vs_hook_plan *p)
             uint64_t ca = tp;
             if (!cs_disasm_iter(cs, &c, &cl, &ca, out))
                 bad("undecodable relocation", tp, 0);
-            int64_t d2;
+            int64_t d2 = 0;
             if (rip_operand(out, &d2)) {
                 if (out->id != in->id || ca + (uint64_t)d2 != want)
                     bad("RIP-relative operand moved", ca + (uint64_t)d2, want);
