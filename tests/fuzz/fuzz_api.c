@@ -253,10 +253,17 @@ static void step(state *s, vs_fuzz_in *in)
             s->pins[i] = s->pins[--s->npins];
         }
         break;
-    case 7:
-        if (vb)
-            ok_status("unpin unpinned", vs_vbar_unpin(vb, pick_size(in), pick_size(in), VS_STREAM_NONE));
+    case 7: {
+        /* Unpin of ranges never pinned: refused. Only on a VBAR without
+         * recorded pins (a random range could release one of ours). */
+        int has_pins = 0;
+        for (int i = 0; i < s->npins; i++)
+            has_pins |= s->pins[i].v == v;
+        if (vb && !has_pins && ok_status("unpin unpinned", vs_vbar_unpin(vb, pick_size(in), pick_size(in),
+                                                                           VS_STREAM_NONE)) == VS_OK)
+            fail("unpin of an unpinned range accepted", VS_OK);
         break;
+    }
     case 8:
         if (vb)
             ok_status(vs_fuzz_u8(in) & 1 ? "prioritize" : "deprioritize",
