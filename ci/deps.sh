@@ -10,6 +10,7 @@ packages=(
   libamdhip64-dev libze-dev libze1
   python3-pytest python3-numpy python3-hypothesis python3-torch python3-matplotlib
   python3-venv python3-pip lintian
+  clang-14 libclang-rt-14-dev   # the fuzz tier (libFuzzer with ASan/UBSan)
 )
 
 missing=()

@@ -12,6 +12,8 @@
 #             ci/test_deb.sh (cpack -G DEB in build-deb/, lintian, dpkg -i, run, purge)
 #   bare      ci/test_bare.sh: configure with every optional dependency hidden in
 #             build-bare/; a working sim-only build that says what it lacks
+#   fuzz      clang-14 libFuzzer build (ASan+UBSan, invariant checks) in build-fuzz/:
+#             each tests/fuzz harness for a bounded time on a copy of its corpus
 #
 # `ci/test.sh` runs them all; `ci/test.sh asan tsan` only those named. Every
 # tier runs even when an earlier one failed. The last line is
@@ -25,7 +27,8 @@ TSAN_LABELS='stress'                      # ctest -L regex for the TSan build
 DEFAULT_EXCLUDE='gpu'                     # ctest -LE regex for the default build
 JOBS=2                                    # build and ctest parallelism
 PYTHON=${PYTHON:-/usr/bin/python3}        # the Debian interpreter (python3-* packages)
-ALL_TIERS=(default asan tsan python install comfy packaging bare)
+ALL_TIERS=(default asan tsan python install comfy packaging bare fuzz)
+FUZZ_SECONDS=(api:50 config:20 hook:40)   # harness:seconds for the fuzz tier (~2 min)
 
 # allocator_may_return_null: an impossible malloc returns NULL as it does
 # without ASan (the library reports VS_ERR_OUT_OF_MEMORY) instead of aborting.
@@ -153,6 +156,59 @@ tier_bare() {
   n=$(sed -n 's/^bare: \([0-9]*\) checks passed$/\1/p' "$log")
   rm -f "$log"
   [ -n "$n" ] && echo "$n 0" >"$count_file"
+}
+
+# Each harness runs on a scratch copy of its corpus (the repository's corpus is
+# never written). A crash, leak or oracle failure fails the tier; libFuzzer
+# writes the input to build-fuzz/artifacts/ (docs/conformance.md says how to
+# add it to tests/fuzz/corpus/ as a regression test). Counted: one test per harness.
+tier_fuzz() {
+  local dir=build-fuzz flags='-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer'
+  CC=clang-14 cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DVS_FUZZ=ON -DVS_DEBUG_INVARIANTS=ON \
+    -DVS_BUILD_CLI=OFF -DVS_WERROR=OFF "-DCMAKE_C_FLAGS=$flags" \
+    -DCMAKE_EXE_LINKER_FLAGS=-fsanitize=address,undefined -DCMAKE_SHARED_LINKER_FLAGS=-fsanitize=address,undefined
+  local targets=() h
+  for h in "${FUZZ_SECONDS[@]}"; do
+    targets+=("fuzz_${h%%:*}")
+  done
+  # fuzz_hook exists only with the hook engine (Capstone, x86_64): build what exists.
+  local t have=() known
+  known=$(cmake --build "$dir" --target help)   # not piped into grep -q: pipefail and SIGPIPE
+  for t in "${targets[@]}"; do
+    if grep -qx "\.\.\. $t" <<<"$known"; then
+      have+=("$t")
+    fi
+  done
+  cmake --build "$dir" -j"$JOBS" --target "${have[@]}"
+  mkdir -p "$dir/artifacts"
+  local passed=0 failed=0 work rc secs name log execs rate
+  work=$(mktemp -d)
+  for h in "${FUZZ_SECONDS[@]}"; do
+    name=${h%%:*}
+    secs=${h##*:}
+    if [ ! -x "$dir/tests/fuzz/fuzz_$name" ]; then
+      echo "fuzz: fuzz_$name not built (no hook engine in this build)"
+      continue
+    fi
+    cp -r "tests/fuzz/corpus/$name" "$work/$name"
+    log="$work/$name.log"
+    rc=0
+    "$dir/tests/fuzz/fuzz_$name" -max_total_time="$secs" -print_final_stats=1 -timeout=30 \
+      -rss_limit_mb=2048 -artifact_prefix="$dir/artifacts/$name-" "$work/$name" >"$log" 2>&1 || rc=$?
+    tail -n 25 "$log"
+    execs=$(sed -nE 's/^stat::number_of_executed_units: *([0-9]+)/\1/p' "$log" | tail -n 1)
+    rate=$(sed -nE 's/^stat::average_exec_per_sec: *([0-9]+)/\1/p' "$log" | tail -n 1)
+    if [ "$rc" -eq 0 ]; then
+      passed=$((passed + 1))
+      echo "fuzz: $name ok: ${execs:-?} executions in ${secs}s, ${rate:-?} exec/s"
+    else
+      failed=$((failed + 1))
+      echo "fuzz: $name FAILED (exit $rc) after ${execs:-?} executions; the input is in $dir/artifacts/" >&2
+    fi
+  done
+  rm -rf "$work"
+  echo "$passed $failed" >"$count_file"
+  [ "$failed" -eq 0 ]
 }
 
 # --tier NAME COUNT_FILE: run one tier in this process, so that `set -e` holds

@@ -59,7 +59,7 @@ static void set_why(char *why, size_t why_len, const char *fmt, ...)
  * a fresh load. RTLD_LOCAL: its symbols do not become global through us. */
 static void *open_driver(vs_cuda_lib *lib, char *why, size_t why_len)
 {
-    const char *env = getenv("VRAMSWAP_LIBCUDA");
+    const char *env = secure_getenv("VRAMSWAP_LIBCUDA");
     const char *name = (env && *env) ? env : "libcuda.so.1";
     snprintf(lib->path, sizeof lib->path, "%s", name);
     void *h = dlopen(name, RTLD_NOW | RTLD_LOCAL | RTLD_NOLOAD);

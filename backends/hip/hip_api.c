@@ -80,7 +80,7 @@ static int find_loaded(struct dl_phdr_info *info, size_t size, void *arg)
  * RTLD_LOCAL: its symbols do not become global through us. */
 static void *open_runtime(vs_hip_lib *lib, char *why, size_t why_len)
 {
-    const char *env = getenv("VRAMSWAP_LIBHIP");
+    const char *env = secure_getenv("VRAMSWAP_LIBHIP");
     const char *const *names = vs_hip_names;
     size_t n = sizeof vs_hip_names / sizeof vs_hip_names[0];
     if (env && *env) {

@@ -45,7 +45,7 @@ static void set_why(char *why, size_t why_len, const char *fmt, ...)
  * through us. */
 static void *open_loader(vs_ze_lib *lib, char *why, size_t why_len)
 {
-    const char *env = getenv("VRAMSWAP_LIBZE");
+    const char *env = secure_getenv("VRAMSWAP_LIBZE");
     const char *name = (env && *env) ? env : "libze_loader.so.1";
     snprintf(lib->path, sizeof lib->path, "%s", name);
     void *h = dlopen(name, RTLD_NOW | RTLD_LOCAL | RTLD_NOLOAD);

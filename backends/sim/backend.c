@@ -62,7 +62,11 @@ static vs_status sim_open(int ordinal, vs_bdev **out)
 {
     if (!out)
         return VS_ERR_INVALID_ARGUMENT;
-    sim_ensure_config();
+    vs_status est = sim_env_status();
+    if (est != VS_OK) {
+        vs_backend_log(VS_LOG_ERROR, "sim: not opening a device with a malformed VRAMSWAP_SIM (see above)");
+        return est;
+    }
     vs_bdev *b = calloc(1, sizeof *b);
     if (!b)
         return VS_ERR_OUT_OF_MEMORY;

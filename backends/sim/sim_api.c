@@ -17,6 +17,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -25,6 +26,10 @@
 /* ---------------------------------------------------------------- configuration */
 
 static pthread_once_t g_env_once = PTHREAD_ONCE_INIT;
+/* A malformed VRAMSWAP_SIM is an error, like a malformed VRAMSWAP_CONF: devices
+ * refuse to open (VS_ERR_INVALID_ARGUMENT) until vs_sim_configure sets a valid
+ * configuration explicitly. The rest of the simulator runs on defaults. */
+static atomic_int g_env_bad;
 
 static void apply_env_config(void)
 {
@@ -32,16 +37,23 @@ static void apply_env_config(void)
         return;
     vs_sim_config c;
     vs_status st = vs_sim_config_default(&c);
-    if (st != VS_OK)
-        vs_backend_log(VS_LOG_WARN, "sim: ignoring VRAMSWAP_SIM (%s); using defaults",
-                       simdev_last_error());
+    if (st != VS_OK) {
+        vs_backend_log(VS_LOG_ERROR, "sim: VRAMSWAP_SIM: %s", simdev_last_error());
+        atomic_store(&g_env_bad, 1);
+    }
     if (simdev_configure(&c) != VS_OK) {
         /* Bad values that parse (e.g. a granularity that is not a power of two). */
-        vs_backend_log(VS_LOG_WARN, "sim: ignoring VRAMSWAP_SIM (%s); using defaults",
-                       simdev_last_error());
+        vs_backend_log(VS_LOG_ERROR, "sim: VRAMSWAP_SIM: %s", simdev_last_error());
+        atomic_store(&g_env_bad, 1);
         simdev_config_default(&c);
         simdev_configure(&c);
     }
+}
+
+vs_status sim_env_status(void)
+{
+    sim_ensure_config();
+    return atomic_load(&g_env_bad) ? VS_ERR_INVALID_ARGUMENT : VS_OK;
 }
 
 void sim_ensure_config(void)
@@ -60,7 +72,10 @@ VS_API vs_status vs_sim_config_default(vs_sim_config *cfg)
 VS_API vs_status vs_sim_configure(const vs_sim_config *cfg)
 {
     sim_ensure_config();
-    return simdev_configure(cfg);
+    vs_status st = simdev_configure(cfg);
+    if (st == VS_OK)
+        atomic_store(&g_env_bad, 0);
+    return st;
 }
 
 VS_API vs_status vs_sim_get_config(vs_sim_config *cfg)

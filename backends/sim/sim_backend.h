@@ -9,6 +9,8 @@
 /* Apply the VRAMSWAP_SIM environment configuration once, unless the
  * simulator was configured explicitly before (vs_sim_configure). */
 void sim_ensure_config(void);
+/* VS_ERR_INVALID_ARGUMENT while a malformed VRAMSWAP_SIM is in force. */
+vs_status sim_env_status(void);
 
 /* Interception state (Note [Sim interception] in sim_api.c). */
 vs_status sim_intercept_install(const vs_intercept_sink *sink, char *why, size_t why_len);

@@ -173,6 +173,8 @@ static int run_info(int argc, char **argv)
             for (int d = 0; b->available && d < b->device_count; d++) {
                 info_device dev;
                 probe_device(b->name, d, &dev);
+                if (dev.open_status == VS_ERR_INVALID_ARGUMENT) /* bad VRAMSWAP_CONF/SIM: an error */
+                    status = VS_CLI_EXIT_FAILURE;
                 printf("%s", d ? ", " : "");
                 print_device_json(&dev);
             }
@@ -192,6 +194,8 @@ static int run_info(int argc, char **argv)
             for (int d = 0; infos[i].available && d < infos[i].device_count; d++) {
                 info_device dev;
                 probe_device(infos[i].name, d, &dev);
+                if (dev.open_status == VS_ERR_INVALID_ARGUMENT) /* bad VRAMSWAP_CONF/SIM: an error */
+                    status = VS_CLI_EXIT_FAILURE;
                 print_device_text(&infos[i], &dev);
                 any = true;
             }

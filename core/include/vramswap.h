@@ -189,7 +189,11 @@ VS_API vs_status vs_device_open(const char *backend, int ordinal,
                                 const vs_device_config *cfg, vs_device_t **out);
 /* Destroys every VBAR, scratch and host buffer still open on it (logging a
  * warning for each), removes interception and releases the device. Pinned pages
- * give VS_ERR_BUSY and nothing is released. */
+ * give VS_ERR_BUSY and nothing is released. Calls racing close on other threads
+ * either finish first (close waits for them) or get VS_ERR_INVALID_HANDLE.
+ * Otherwise the device is always closed: VS_ERR_BACKEND means the driver kept
+ * memory the library could not give back by then (logged with its size;
+ * Note [Stuck chunks]). */
 VS_API vs_status vs_device_close(vs_device_t *dev);
 
 typedef struct vs_device_props {
@@ -265,6 +269,11 @@ typedef struct vs_stats {
     uint64_t regrowths;              /* watermarks raised without prioritize */
     uint64_t regrown_bytes;          /* by how much, in total */
     uint64_t regrow_backoffs;        /* regrowths evicted again within their quiet time */
+    /* Driver memory the library could not give back (Note [Stuck chunks]):
+     * chunks whose unmap or release failed and reservations whose free failed,
+     * kept and retried (current count), and bytes given up for good at close. */
+    uint64_t stuck_chunks;
+    uint64_t leaked_bytes;
 } vs_stats;
 
 VS_API vs_status vs_device_get_stats(vs_device_t *dev, vs_stats *stats);
@@ -315,7 +324,11 @@ typedef struct vs_vbar vs_vbar_t;
  * The new VBAR becomes the most important one. */
 VS_API vs_status vs_vbar_create(vs_device_t *dev, uint64_t size, vs_vbar_t **out);
 /* Unmaps everything (waiting for each page's last use) and frees the reservation.
- * VS_ERR_BUSY if any page is pinned. */
+ * VS_ERR_BUSY if any page is pinned (nothing changes). Otherwise the handle is
+ * consumed; what the driver refuses to unmap, release or free is kept by the
+ * device, counted in stats.stuck_chunks and retried (at the latest by
+ * vs_device_close, which reports what is still refused then). The same holds
+ * for vs_scratch_destroy. */
 VS_API vs_status vs_vbar_destroy(vs_vbar_t *vbar);
 
 /* Base address and size (page multiple). */

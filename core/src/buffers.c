@@ -13,6 +13,7 @@
  * segment that stays) and decommits them. Contents below the size survive.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -67,8 +68,11 @@ static vs_status scratch_shrink_to(vs_device_t *dev, struct vs_scratch *b, size_
     while (b->chunks.n > keep) {
         size_t i = b->chunks.n - 1;
         vs_status st = vs_unmap_release(dev, b->base + i * page, page, b->chunks.v[i], true);
-        if (st != VS_OK && first == VS_OK)
-            first = st;
+        if (st != VS_OK) { /* still mapped: keep it (Note [Stuck chunks]) */
+            vs_orphan_add(dev, b->base + i * page, page, b->chunks.v[i], true);
+            if (first == VS_OK)
+                first = st;
+        }
         b->chunks.n--;
         vs_budget_add(dev, VS_USE_SCRATCH, -(int64_t)page);
     }
@@ -144,10 +148,11 @@ VS_API vs_status vs_scratch_get(vs_scratch_t *b, vs_devptr_t *ptr, uint64_t *siz
 
 vs_status vs_scratch_destroy_locked(vs_device_t *dev, struct vs_scratch *b)
 {
-    vs_status st = scratch_shrink_to(dev, b, 0);
-    vs_status st2 = dev->ops->va_free(dev->bdev, b->base, b->max_size);
-    if (st == VS_OK && st2 != VS_OK)
-        st = VS_ERR_BACKEND;
+    /* Consumes the handle whatever the driver says (Note [Stuck chunks]):
+     * what the driver will not take back yet is kept and retried. */
+    (void)scratch_shrink_to(dev, b, 0);
+    vs_free_reservation(dev, b->base, b->max_size);
+    vs_status st = VS_OK;
     if (b->prev)
         b->prev->next = b->next;
     else
@@ -225,9 +230,57 @@ static void decommit(struct vs_host_buffer *b, uint64_t from, uint64_t to)
              -1, 0);
 }
 
+/* Bytes the process may still commit: the smaller of the system's MemAvailable
+ * and the room left under a cgroup (v2) memory limit; UINT64_MAX when neither
+ * can be read. Used to refuse a host buffer growth that the pre-touch below
+ * would otherwise turn into an OOM kill (the kernel overcommits; touching the
+ * pages is when it finds out). */
+static uint64_t read_u64_file(const char *path, const char *key)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return UINT64_MAX;
+    char line[256];
+    uint64_t v = UINT64_MAX;
+    size_t klen = key ? strlen(key) : 0;
+    while (fgets(line, sizeof line, f)) {
+        if (key && strncmp(line, key, klen) != 0)
+            continue;
+        char *end;
+        unsigned long long n = strtoull(line + klen, &end, 10);
+        if (end != line + klen) {
+            v = n;
+            if (key && strstr(end, "kB"))
+                v = n * 1024;
+        }
+        break;
+    }
+    fclose(f);
+    return v;
+}
+
+static uint64_t host_room(void)
+{
+    uint64_t room = read_u64_file("/proc/meminfo", "MemAvailable:");
+    uint64_t max = read_u64_file("/sys/fs/cgroup/memory.max", NULL); /* "max" reads as UINT64_MAX */
+    uint64_t cur = read_u64_file("/sys/fs/cgroup/memory.current", NULL);
+    if (max != UINT64_MAX && cur != UINT64_MAX) {
+        uint64_t left = max > cur ? max - cur : 0;
+        if (left < room)
+            room = left;
+    }
+    return room;
+}
+
 static vs_status host_grow(vs_device_t *dev, struct vs_host_buffer *b, uint64_t target)
 {
     uint64_t from = b->committed, len = target - from;
+    uint64_t room = host_room();
+    if (len > room) {
+        vs_log(VS_LOG_ERROR, "host buffer: %llu MiB more pinned memory requested, about %llu MiB available",
+               (unsigned long long)(len >> 20), (unsigned long long)(room >> 20));
+        return VS_ERR_OUT_OF_MEMORY;
+    }
     if (seg_push(b, from, len) != VS_OK)
         return VS_ERR_OUT_OF_MEMORY;
     b->nsegs--; /* reserved a slot; committed below only on success */
@@ -252,9 +305,70 @@ static vs_status host_grow(vs_device_t *dev, struct vs_host_buffer *b, uint64_t 
     return VS_OK;
 }
 
-static vs_status host_shrink(vs_device_t *dev, struct vs_host_buffer *b, uint64_t target)
+/* Note [Host buffers and pending copies]
+ * ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+ * vs_memcpy_async only queues a copy. If the host side lies in a host buffer
+ * that is then shrunk or destroyed, the copy would read or write unregistered,
+ * decommitted memory (a DMA into freed pages on a GPU; a use-after-free in the
+ * simulator's copy thread). So vs_memcpy_async, under the device lock, records
+ * an event on the copy's stream after the copy and keeps it in the buffer (one
+ * per stream, re-recorded: streams are in order, so the newest event covers
+ * every earlier copy on that stream). Shrinking and destroying wait for those
+ * events before unregistering anything. A copy of host memory outside every
+ * host buffer is the caller's business, as with the driver.
+ */
+vs_status vs_host_note_copy(vs_device_t *dev, uintptr_t ptr, uint64_t size, uintptr_t stream)
+{
+    struct vs_host_buffer *b = dev->hosts;
+    for (; b; b = b->next) {
+        uintptr_t lo = (uintptr_t)b->base;
+        if (ptr < lo + b->max_size && ptr + size > lo)
+            break;
+    }
+    if (!b)
+        return VS_OK;
+    size_t i = 0;
+    while (i < b->ncopies && b->copies[i].stream != stream)
+        i++;
+    if (i == b->ncopies) {
+        if (b->ncopies == b->capcopies) {
+            size_t cap = b->capcopies ? b->capcopies * 2 : 4;
+            struct vs_hostcopy *n = realloc(b->copies, cap * sizeof *n);
+            if (!n)
+                return dev->ops->stream_synchronize(dev->bdev, stream); /* wait now instead */
+            b->copies = n;
+            b->capcopies = cap;
+        }
+        uintptr_t ev = 0;
+        vs_status st = dev->ops->event_create(dev->bdev, &ev);
+        if (st != VS_OK)
+            return dev->ops->stream_synchronize(dev->bdev, stream);
+        b->copies[b->ncopies++] = (struct vs_hostcopy){stream, ev};
+    }
+    vs_status st = dev->ops->event_record(dev->bdev, b->copies[i].event, stream);
+    if (st != VS_OK)
+        st = dev->ops->stream_synchronize(dev->bdev, stream);
+    return st;
+}
+
+vs_status vs_host_wait_copies(vs_device_t *dev, struct vs_host_buffer *b)
 {
     vs_status first = VS_OK;
+    for (size_t i = 0; i < b->ncopies; i++) {
+        vs_status st = dev->ops->event_synchronize(dev->bdev, b->copies[i].event);
+        if (st != VS_OK && first == VS_OK) {
+            vs_log(VS_LOG_ERROR, "waiting for copies using a host buffer failed: %s", vs_status_name(st));
+            first = st;
+        }
+        dev->ops->event_destroy(dev->bdev, b->copies[i].event);
+    }
+    b->ncopies = 0;
+    return first;
+}
+
+static vs_status host_shrink(vs_device_t *dev, struct vs_host_buffer *b, uint64_t target)
+{
+    vs_status first = vs_host_wait_copies(dev, b);
     while (b->nsegs && b->segs[b->nsegs - 1].off + b->segs[b->nsegs - 1].len > target) {
         vs_hostseg s = b->segs[--b->nsegs];
         vs_status st = dev->ops->host_unregister(dev->bdev, b->base + s.off);
@@ -326,6 +440,9 @@ VS_API vs_status vs_host_buffer_get(vs_host_buffer_t *b, void **ptr, uint64_t *s
 vs_status vs_host_destroy_locked(vs_device_t *dev, struct vs_host_buffer *b)
 {
     vs_status st = host_shrink(dev, b, 0);
+    free(b->copies);
+    b->copies = NULL;
+    b->ncopies = b->capcopies = 0;
     munmap(b->base, (size_t)b->max_size);
     if (b->prev)
         b->prev->next = b->next;

@@ -14,7 +14,9 @@
  * The interception sink runs on whatever thread allocates; it takes 1 then 2
  * (vs_registry_lock_device) and is never entered while the calling thread holds
  * a device lock, because the core's own driver calls bypass the hooks.
- * Stream, event and copy calls go to the backend without the device lock.
+ * Stream and event calls go to the backend without the device lock, counted in
+ * dev->users so that close waits for them (Note [Closing]); copies are queued
+ * under the device lock (a copy may use a host buffer, buffers.c).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,11 +53,39 @@ vs_status vs_dev_acquire(vs_device_t *dev)
         return VS_ERR_INVALID_HANDLE;
     uint64_t gen = atomic_load(&dev->obj.generation);
     vs_dev_lock(dev);
-    if (!vs_pool_live(dev, VS_KIND_DEVICE) || atomic_load(&dev->obj.generation) != gen) {
+    if (!vs_pool_live(dev, VS_KIND_DEVICE) || atomic_load(&dev->obj.generation) != gen || dev->closing) {
         vs_dev_unlock(dev);
         return VS_ERR_INVALID_HANDLE;
     }
     return VS_OK;
+}
+
+/* Note [Closing]
+ * ~~~~~~~~~~~~~~
+ * vs_device_close must not free the backend device while another thread uses
+ * it. Calls that hold the device lock are safe: close takes the lock, sets
+ * dev->closing, and from then on every acquire refuses the device (so nothing
+ * can pin a page or create an object in the window where close drops the lock
+ * to remove interception). Calls that run without the lock (stream and event
+ * synchronization, which may wait a long time) enter with vs_dev_enter, which
+ * counts them in dev->users under the lock; close waits on dev->idle until the
+ * count is zero before it destroys anything. */
+vs_status vs_dev_enter(vs_device_t *dev)
+{
+    vs_status st = vs_dev_acquire(dev);
+    if (st != VS_OK)
+        return st;
+    dev->users++;
+    vs_dev_unlock(dev);
+    return VS_OK;
+}
+
+void vs_dev_leave(vs_device_t *dev)
+{
+    vs_dev_lock(dev);
+    if (--dev->users == 0 && dev->closing)
+        pthread_cond_broadcast(&dev->idle);
+    vs_dev_unlock(dev);
 }
 
 /* Common body of the per-object acquire functions: validate the object (before
@@ -71,7 +101,7 @@ vs_status vs_dev_acquire(vs_device_t *dev)
             return VS_ERR_INVALID_HANDLE;                                                        \
         vs_dev_lock(dev_);                                                                       \
         if (!vs_pool_live((o_), (kind)) || atomic_load(&(o_)->obj.generation) != gen_ ||       \
-            (o_)->dev != dev_) {                                                                \
+            (o_)->dev != dev_ || dev_->closing) {                                               \
             vs_dev_unlock(dev_);                                                                 \
             return VS_ERR_INVALID_HANDLE;                                                        \
         }                                                                                        \
@@ -159,6 +189,7 @@ VS_API vs_status vs_device_open(const char *backend, int ordinal, const vs_devic
     if (!dev)
         return VS_ERR_OUT_OF_MEMORY;
     pthread_mutex_init(&dev->lock, NULL);
+    pthread_cond_init(&dev->idle, NULL);
     dev->ops = ops;
     dev->backend_index = bi;
     dev->ordinal = ordinal;
@@ -181,8 +212,11 @@ VS_API vs_status vs_device_open(const char *backend, int ordinal, const vs_devic
         if (page < gran)
             page = gran;
         if (gran == 0 || page % gran != 0 || (c.page_size && c.page_size % gran != 0)) {
-            vs_log(VS_LOG_ERROR, "page size %llu is not a multiple of the granularity %llu",
-                   (unsigned long long)page, (unsigned long long)gran);
+            /* Name the value the caller gave, not the one derived from it. */
+            uint64_t given = c.page_size ? c.page_size : page;
+            vs_log(VS_LOG_ERROR, "page size %llu is not a multiple of the device's granularity %llu (try %llu)",
+                   (unsigned long long)given, (unsigned long long)gran,
+                   (unsigned long long)(gran ? vs_round_up(given, gran) : 0));
             st = VS_ERR_INVALID_ARGUMENT;
         }
         dev->page_size = page;
@@ -198,8 +232,12 @@ VS_API vs_status vs_device_open(const char *backend, int ordinal, const vs_devic
         vs_pool_free(dev);
         return st;
     }
-    if (c.flags & VS_DEVICE_INTERCEPT)
-        dev->intercepting = vs_registry_intercept_ref(bi) == VS_OK;
+    if (c.flags & VS_DEVICE_INTERCEPT) {
+        bool on = vs_registry_intercept_ref(bi) == VS_OK;
+        vs_dev_lock(dev); /* the hooks read it under the lock */
+        dev->intercepting = on;
+        vs_dev_unlock(dev);
+    }
     vs_log(VS_LOG_INFO, "opened %s:%d (%s), %llu MiB, page %llu KiB%s", ops->name, ordinal,
            dev->bprops.name, (unsigned long long)(dev->driver_total >> 20),
            (unsigned long long)(dev->page_size >> 10), dev->intercepting ? ", intercepting" : "");
@@ -219,6 +257,11 @@ VS_API vs_status vs_device_close(vs_device_t *dev)
             return VS_ERR_BUSY;
         }
     }
+    /* From here every new call is refused; wait for those running outside the
+     * lock (Note [Closing]). */
+    dev->closing = true;
+    while (dev->users)
+        pthread_cond_wait(&dev->idle, &dev->lock);
     /* Stop interception first so no hook looks this device up while it goes. */
     bool intercepting = dev->intercepting;
     dev->intercepting = false;
@@ -265,6 +308,20 @@ VS_API vs_status vs_device_close(vs_device_t *dev)
     }
     if (dev->nevrefs)
         vs_log(VS_LOG_ERROR, "device close: %zu page event(s) still referenced", dev->nevrefs);
+    if (dev->norphans) { /* the last chance to return stuck chunks (Note [Stuck chunks]) */
+        vs_orphans_retry(dev);
+        if (vs_orphans_drop(dev) && first == VS_OK)
+            first = VS_ERR_BACKEND;
+    }
+    free(dev->orphans);
+    dev->orphans = NULL;
+    dev->norphans = dev->caporphans = 0;
+    if (dev->stats.leaked_bytes) {
+        vs_log(VS_LOG_ERROR, "device close: %s:%d leaked %llu bytes of driver memory", dev->ops->name, dev->ordinal,
+               (unsigned long long)dev->stats.leaked_bytes);
+        if (first == VS_OK)
+            first = VS_ERR_BACKEND;
+    }
     vs_ptrmap_free(&dev->allocs);
     dev->ops->close(dev->bdev);
     dev->bdev = NULL;

@@ -128,7 +128,20 @@ struct vs_host_buffer {
     uint64_t committed;      /* bytes committed and registered (chunk multiple) */
     vs_hostseg *segs;        /* registrations, in address order */
     size_t nsegs, capsegs;
+    /* Copies that read or write the buffer (Note [Host buffers and pending
+     * copies] in buffers.c): one event per stream, re-recorded after each copy. */
+    struct vs_hostcopy { uintptr_t stream, event; } *copies;
+    size_t ncopies, capcopies;
 };
+
+/* A chunk the driver would not give back (Note [Stuck chunks] in orphan.c). */
+typedef struct vs_orphan {
+    vs_devptr_t va;          /* where it is (or was) mapped */
+    uint64_t size;
+    vs_bphys *chunk;
+    bool mapped;             /* the unmap failed too: va still maps it */
+    bool reservation;        /* not a chunk: the address reservation [va, va+size) to free */
+} vs_orphan;
 
 /* ---------------------------------------------------------------- the device */
 
@@ -149,7 +162,10 @@ struct vs_device {
     vs_device_config cfg;
     vs_bdev_props bprops;
     uint64_t page_size;
-    bool intercepting;
+    bool intercepting;           /* published under the lock */
+    bool closing;                /* vs_device_close started: every new call is refused */
+    size_t users;                /* calls running outside the lock (Note [Closing]) */
+    pthread_cond_t idle;         /* signalled when users drops to 0 while closing */
 
     /* budget (budget.c) */
     uint64_t driver_total;       /* the driver's total memory */
@@ -166,6 +182,8 @@ struct vs_device {
     vs_ptrmap allocs;            /* intercepted allocations */
     vs_evref *free_evrefs;       /* recycled recorded events */
     size_t nevrefs;              /* events created */
+    vs_orphan *orphans;          /* stuck chunks, retried later (orphan.c) */
+    size_t norphans, caporphans;
 
     vs_stats stats;
 };
@@ -232,6 +250,34 @@ bool vs_regrow(vs_device_t *dev, struct vs_vbar *v, size_t idx);
  * (Note [Transient driver errors] in vbar.c). Undoes everything on failure. */
 vs_status vs_map_new(vs_device_t *dev, vs_devptr_t va, uint64_t size, vs_bphys *reuse, vs_bphys **out);
 vs_status vs_unmap_release(vs_device_t *dev, vs_devptr_t va, uint64_t size, vs_bphys *chunk, bool release);
+
+/* ---------------------------------------------------------------- stuck chunks (orphan.c) */
+
+/* Keep a chunk the driver refused to unmap (mapped) or release, to retry later;
+ * counted in stats.stuck_chunks. */
+void vs_orphan_add(vs_device_t *dev, vs_devptr_t va, uint64_t size, vs_bphys *chunk, bool mapped);
+/* Try once more to unmap and release every stuck chunk. */
+void vs_orphans_retry(vs_device_t *dev);
+/* Free a VBAR's or scratch buffer's reservation, or keep it as stuck when a
+ * stuck mapping still sits inside it or the driver refuses (retried later). */
+void vs_free_reservation(vs_device_t *dev, vs_devptr_t va, uint64_t size);
+/* Give up on every stuck chunk and reservation (close): they count in
+ * stats.leaked_bytes. Returns the bytes given up. */
+uint64_t vs_orphans_drop(vs_device_t *dev);
+/* Count `bytes` of driver memory that can no longer be returned. */
+void vs_leak(vs_device_t *dev, uint64_t bytes, const char *what);
+/* Retry NOT_READY like vs_map_new does (Note [Transient driver errors]). */
+vs_status vs_va_free_retry(vs_device_t *dev, vs_devptr_t va, uint64_t size);
+
+/* Calls that run without the device lock (Note [Closing] in device.c): enter
+ * validates the handle and counts the call so that close waits for it. */
+vs_status vs_dev_enter(vs_device_t *dev);
+void vs_dev_leave(vs_device_t *dev);
+
+/* Wait for the copies that use a host buffer (buffers.c). */
+vs_status vs_host_wait_copies(vs_device_t *dev, struct vs_host_buffer *b);
+/* Record that a copy on `stream` uses the host buffer holding [ptr, ptr+size), if any. */
+vs_status vs_host_note_copy(vs_device_t *dev, uintptr_t ptr, uint64_t size, uintptr_t stream);
 
 /* ---------------------------------------------------------------- VBAR internals */
 

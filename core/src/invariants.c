@@ -101,6 +101,22 @@ vs_status vs_check_locked(vs_device_t *dev)
     if (icpt != dev->own_intercepted || dev->stats.cur_intercepted != icpt)
         FAIL("intercepted: table says %llu, budget %llu", (unsigned long long)icpt,
              (unsigned long long)dev->own_intercepted);
+    /* Stuck chunks (Note [Stuck chunks]): counted, and never where the core
+     * believes a page is mapped (that would be core and driver disagreeing). */
+    if (dev->stats.stuck_chunks != dev->norphans || dev->norphans > dev->caporphans)
+        FAIL("stuck chunks: list has %zu, stats %llu", dev->norphans, (unsigned long long)dev->stats.stuck_chunks);
+    for (size_t i = 0; i < dev->norphans; i++) {
+        const vs_orphan *o = &dev->orphans[i];
+        if ((!o->chunk) != o->reservation || o->size == 0 || (o->reservation && o->mapped))
+            FAIL("stuck entry %zu is malformed", i);
+        for (struct vs_vbar *v = dev->most; v && o->mapped; v = v->less) {
+            if (o->va < v->base || o->va - v->base >= v->size)
+                continue;
+            const vs_page *pg = &v->pages[(o->va - v->base) / dev->page_size];
+            if (pg->chunk)
+                FAIL("VBAR %p page at 0x%llx is resident over a stuck mapping", (void *)v, (unsigned long long)o->va);
+        }
+    }
     size_t free_evs = 0;
     for (vs_evref *e = dev->free_evrefs; e; e = e->next_free) {
         if (e->refs)

@@ -28,6 +28,8 @@
 #include "internal.h"
 
 #define VS_TRANSIENT_RETRIES 8
+/* Largest VBAR in pages: a 256 MiB page table (16 TiB of 2 MiB pages). */
+#define VS_MAX_VBAR_PAGES ((uint64_t)1 << 23)
 
 static void backoff(int attempt)
 {
@@ -77,17 +79,25 @@ vs_status vs_map_new(vs_device_t *dev, vs_devptr_t va, uint64_t size, vs_bphys *
     VS_RETRY(dev, st, ops->set_access(dev->bdev, va, size));
     if (st != VS_OK) {
         st = failed(dev, "setting access", st);
-        if (ops->unmap(dev->bdev, va, size) != VS_OK)
-            vs_log(VS_LOG_ERROR, "unmapping after a failed set-access failed too");
+        /* The chunk is mapped: it may be released only once unmapped, or the
+         * address stays taken for good (Note [Stuck chunks]). */
+        vs_status ust;
+        VS_RETRY(dev, ust, ops->unmap(dev->bdev, va, size));
+        if (ust != VS_OK) {
+            vs_orphan_add(dev, va, size, chunk, true);
+            return st;
+        }
         goto release;
     }
     *out = chunk;
     return VS_OK;
-release:
-    if (ops->phys_release(dev->bdev, chunk) == VS_OK)
+release:;
+    vs_status rst;
+    VS_RETRY(dev, rst, ops->phys_release(dev->bdev, chunk));
+    if (rst == VS_OK)
         dev->stats.chunks_released++;
     else
-        vs_log(VS_LOG_ERROR, "releasing physical memory after a failed map failed too");
+        vs_orphan_add(dev, va, size, chunk, false);
     return st;
 }
 
@@ -98,12 +108,23 @@ vs_status vs_unmap_release(vs_device_t *dev, vs_devptr_t va, uint64_t size, vs_b
     if (st != VS_OK)
         return failed(dev, "unmapping", st);
     if (release) {
-        st = dev->ops->phys_release(dev->bdev, chunk);
+        /* The page is unmapped whatever happens now: a release that keeps
+         * failing parks the chunk (Note [Stuck chunks]) and the caller clears
+         * the page, so core and driver stay in agreement. */
+        VS_RETRY(dev, st, dev->ops->phys_release(dev->bdev, chunk));
         if (st != VS_OK)
-            return failed(dev, "releasing physical memory", st);
-        dev->stats.chunks_released++;
+            vs_orphan_add(dev, va, size, chunk, false);
+        else
+            dev->stats.chunks_released++;
     }
     return VS_OK;
+}
+
+vs_status vs_va_free_retry(vs_device_t *dev, vs_devptr_t va, uint64_t size)
+{
+    vs_status st;
+    VS_RETRY(dev, st, dev->ops->va_free(dev->bdev, va, size));
+    return st == VS_OK ? st : failed(dev, "freeing address space", st);
 }
 
 /* ---------------------------------------------------------------- priority list */
@@ -158,6 +179,16 @@ VS_API vs_status vs_vbar_create(vs_device_t *dev, uint64_t size, vs_vbar_t **out
         return VS_ERR_INVALID_ARGUMENT;
     }
     size = vs_round_up(size, page);
+    /* The page table is allocated up front and walked by eviction: refuse a
+     * VBAR whose table alone would be absurd (a 64 TiB VBAR of 64 KiB pages
+     * would take 32 GiB), with a message that says so. */
+    if (size / page > VS_MAX_VBAR_PAGES) {
+        vs_log(VS_LOG_ERROR, "a VBAR of %llu MiB is %llu pages of %llu KiB; at most %llu pages are supported",
+               (unsigned long long)(size >> 20), (unsigned long long)(size / page),
+               (unsigned long long)(page >> 10), (unsigned long long)VS_MAX_VBAR_PAGES);
+        vs_dev_release(dev);
+        return VS_ERR_INVALID_ARGUMENT;
+    }
     /* Reserve first: the driver refuses absurd sizes before we try to allocate
      * their page table. */
     vs_devptr_t base = 0;
@@ -197,27 +228,28 @@ vs_status vs_vbar_destroy_locked(vs_device_t *dev, struct vs_vbar *v)
 {
     if (v->pinned)
         return VS_ERR_BUSY;
+    /* The handle is consumed whatever the driver says (Note [Stuck chunks]):
+     * what cannot be returned yet is kept and retried. */
     vs_status first = VS_OK;
     for (size_t i = 0; i < v->npages; i++) {
         if (!v->pages[i].chunk)
             continue;
+        vs_page *pg = &v->pages[i];
         vs_status st = vs_evict_page(dev, v, i, NULL);
         if (st != VS_OK) {
-            /* Keep going: the rest can still be returned. The page's memory is
-             * lost to us but the accounting must not keep claiming it. */
-            if (first == VS_OK)
-                first = st;
-            vs_page *pg = &v->pages[i];
+            /* Keep going: the rest can still be returned. The chunk is kept as
+             * stuck (and mapped) so the accounting never loses it. */
+            vs_orphan_add(dev, v->base + i * dev->page_size, dev->page_size, pg->chunk, true);
             vs_evref_put(dev, pg->last_use);
             pg->last_use = NULL;
             pg->chunk = NULL;
+            pg->gen = 0;
+            pg->pins = 0;
             v->resident--;
             vs_budget_add(dev, VS_USE_WEIGHTS, -(int64_t)dev->page_size);
         }
     }
-    vs_status st = dev->ops->va_free(dev->bdev, v->base, v->size);
-    if (st != VS_OK && first == VS_OK)
-        first = failed(dev, "freeing address space", st);
+    vs_free_reservation(dev, v->base, v->size); /* or keeps it, to retry */
     list_unlink(dev, v);
     dev->nvbars--;
     free(v->pages);
@@ -310,6 +342,8 @@ static vs_status map_page(vs_device_t *dev, struct vs_vbar *v, size_t i)
     uint64_t page = dev->page_size;
     vs_bphys *reuse = NULL;
     vs_status st;
+    if (dev->norphans) /* a stuck mapping may sit where this page goes */
+        vs_orphans_retry(dev);
     if (vs_budget_available(dev) < page) {
         st = vs_evict_one(dev, v, i, &reuse);
         if (st != VS_OK)

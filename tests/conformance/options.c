@@ -42,6 +42,12 @@ static bool add_filters(vsc_options *o, const char *list, char *err, size_t errl
     for (size_t i = 0; i < o->nfilters; i++)
         used += strlen(o->filters[i]) + 1;
     size_t len = strlen(list);
+    /* An empty name selects nothing; without this check "--group ,,,," left no
+     * filter at all and ran everything. */
+    if (len == 0 || list[0] == ',' || list[len - 1] == ',' || strstr(list, ",,")) {
+        snprintf(err, errlen, "--group: empty group name in '%s'", list);
+        return false;
+    }
     if (used + len + 1 > sizeof o->filter_buf) {
         snprintf(err, errlen, "--group: too many filters");
         return false;

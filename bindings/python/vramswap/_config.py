@@ -27,6 +27,7 @@ backend, device : which device to open (keyword arguments only; the C parser
 from __future__ import annotations
 
 import ctypes
+import operator
 import os
 import re
 
@@ -47,7 +48,7 @@ _LOG_NAMES = ("off", "error", "warn", "info", "debug", "trace")
 def parse_size(value, key="size"):
     """Bytes from an int or a string like "8G", "512MiB", "64K" (binary units)."""
     if isinstance(value, bool):
-        raise errors.invalid_argument("%s: expected a size, got %r" % (key, value))
+        raise errors.ArgumentTypeError(errors.ERR_INVALID_ARGUMENT, "%s: expected a size, got %r" % (key, value))
     if isinstance(value, int):
         n = value
     elif isinstance(value, str):
@@ -57,9 +58,14 @@ def parse_size(value, key="size"):
                 "%s: %r is not a size (bytes, or a number with K, M, G or T)" % (key, value))
         n = int(m.group(1)) << _SHIFT.get((m.group(2) or "").upper(), 0)
     else:
-        raise errors.invalid_argument("%s: expected a size, got %r" % (key, value))
+        try:  # numpy integers and other int-like objects
+            n = operator.index(value)
+        except TypeError:
+            raise errors.ArgumentTypeError(errors.ERR_INVALID_ARGUMENT, "%s: expected a size (int or str), got %s"
+                                           % (key, type(value).__name__)) from None
     if not 0 <= n <= _U64_MAX:
-        raise errors.invalid_argument("%s: %d is out of range" % (key, n))
+        raise errors.ArgumentOverflowError(errors.ERR_INVALID_ARGUMENT,
+                                           "%s: %d is outside [0, 2**64)" % (key, n))
     return n
 
 

@@ -193,6 +193,7 @@ class vs_stats(Structure):
         "cur_intercepted", "peak_intercepted",
         "cur_host_registered", "peak_host_registered",
         "regrowths", "regrown_bytes", "regrow_backoffs",
+        "stuck_chunks", "leaked_bytes",
     )]
 
 

@@ -99,8 +99,13 @@ class Resource:
                 return
             self._check_closable()
             fn, args = self._destroy
-            errors.check(fn(*args), "%s(%s)" % (fn.__name__, self._what))
-            self._forget()
+            st = fn(*args)
+            # Destroy and close consume the handle unless they answer BUSY (a
+            # failure means the driver kept memory, counted in the device's
+            # stats.leaked_bytes): forget it either way, then report.
+            if st != errors.ERR_BUSY:
+                self._forget()
+            errors.check(st, "%s(%s)" % (fn.__name__, self._what))
 
     def _forget(self):
         """The C object is gone (destroyed here or by its device): drop the handle."""

@@ -9,6 +9,7 @@ import dataclasses
 import weakref
 
 from . import _config, _lib, _log, errors
+from ._check import u64
 from ._resource import LOCK, Resource, live_devices, register_device
 from .buffers import HostBuffer, ScratchBuffer
 from .constants import CopyKind
@@ -277,11 +278,18 @@ class Device(Resource):
         d, d_host, _keep_d = _copy_end(dst, "dst")
         s, s_host, _keep_s = _copy_end(src, "src")
         k = _copy_kind(kind, d_host, s_host)
+        sizes = [n for n in (_nbytes(dst), _nbytes(src)) if n is not None]
         if size is None:
-            sizes = [n for n in (_nbytes(dst), _nbytes(src)) if n is not None]
             if not sizes:
                 raise errors.invalid_argument("memcpy: size= is needed for raw addresses")
             size = min(sizes)
+        else:
+            size = u64(size, "size")
+            # An explicit size may not run past a typed operand (raw addresses
+            # are the caller's business, as with the driver).
+            for what, n in (("dst", _nbytes(dst)), ("src", _nbytes(src))):
+                if n is not None and size > n:
+                    raise errors.invalid_argument("memcpy: size %d is larger than %s (%d bytes)" % (size, what, n))
         errors.check(_L.vs_memcpy_async(self._h(), int(k), d, s, size, stream_handle(stream)),
                      "vs_memcpy_async(%s, %d bytes)" % (k.name, size))
 

@@ -45,6 +45,14 @@ class InvalidArgumentError(VramswapError, ValueError):
     """VS_ERR_INVALID_ARGUMENT, also raised for arguments rejected in Python."""
 
 
+class ArgumentOverflowError(InvalidArgumentError, OverflowError):
+    """An integer argument outside what the C API takes (0 <= n < 2**64)."""
+
+
+class ArgumentTypeError(InvalidArgumentError, TypeError):
+    """An argument of the wrong type (a str or float where an int is needed)."""
+
+
 class InvalidHandleError(VramswapError):
     """VS_ERR_INVALID_HANDLE: the object was destroyed (or never existed)."""
 
@@ -90,7 +98,9 @@ CLASSES = {
     "VS_NOT_RESIDENT": NotResidentError,
     "VS_ERR_OUT_OF_MEMORY": OutOfMemoryError,
     "VS_ERR_INVALID_ARGUMENT": InvalidArgumentError,
-    "VS_ERR_INVALID_HANDLE": InvalidHandleError,
+    # The bindings only pass handles the library gave them, so a handle that is
+    # no longer valid was closed meanwhile (by another thread, or with its device).
+    "VS_ERR_INVALID_HANDLE": ClosedError,
     "VS_ERR_OUT_OF_RANGE": OutOfRangeError,
     "VS_ERR_NOT_PINNED": NotPinnedError,
     "VS_ERR_BUSY": BusyError,

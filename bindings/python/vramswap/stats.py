@@ -114,5 +114,7 @@ def memory_summary(device=None):
     count("free-memory polls", s["mem_polls"])
     count("watermark regrowths", s["regrowths"], "%s (%d backed off)" % (
         format_size(s["regrown_bytes"]), s["regrow_backoffs"]))
+    count("stuck chunks (retried)", s["stuck_chunks"])
+    count("driver memory leaked", s["leaked_bytes"], format_size(s["leaked_bytes"]))
     lines.append("=" * width)
     return "\n".join(lines) + "\n"

@@ -15,6 +15,7 @@ from __future__ import annotations
 import ctypes
 
 from . import _lib, errors
+from ._check import hot_pair, u64
 from ._config import parse_size
 from ._resource import LOCK, Resource
 from .constants import PageFlags
@@ -77,6 +78,10 @@ class VBAR(Resource):
     def address(self, offset):
         """Device address of `offset`."""
         self._h()
+        offset = u64(offset, "offset")
+        if offset > self._size:
+            raise errors.ArgumentOverflowError(errors.ERR_INVALID_ARGUMENT,
+                                               "offset: %d is past the VBAR's %d bytes" % (offset, self._size))
         return self._base + offset
 
     # ------------------------------------------------------------ sub-allocation
@@ -85,6 +90,7 @@ class VBAR(Resource):
         """Sub-allocate `size` bytes at the next free offset (aligned to `align`, a
         power of two; 0 = the library's default). Allocate most important first."""
         size = parse_size(size, "size")
+        align = u64(align, "align")
         off = _u64()
         errors.check(_L.vs_vbar_alloc(self._h(), size, align, _byref(off)),
                      "vs_vbar_alloc(%d, align=%d)" % (size, align))
@@ -107,6 +113,8 @@ class VBAR(Resource):
         h = self._handle
         if h is None:
             raise errors.closed(self._what)
+        if offset.__class__ is not int or size.__class__ is not int or (offset | size) >> 64:
+            offset, size = hot_pair(offset, size)
         sig = _u64()
         st = _fault(h, offset, size, _byref(sig))
         if st == 0:
@@ -121,6 +129,8 @@ class VBAR(Resource):
         h = self._handle
         if h is None:
             raise errors.closed(self._what)
+        if offset.__class__ is not int or size.__class__ is not int or (offset | size) >> 64:
+            offset, size = hot_pair(offset, size)
         st = _unpin(h, offset, size, stream if stream.__class__ is int else stream_handle(stream))
         if st:
             raise errors.error(st, "vs_vbar_unpin(offset=%d, size=%d)" % (offset, size))
@@ -133,8 +143,17 @@ class VBAR(Resource):
     def page_signatures(self, offset=0, size=None):
         """Per-page signatures of the pages covering the range (0 = not resident)."""
         h = self._h()
+        offset = u64(offset, "offset")
         if size is None:
-            size = self._size - offset
+            size = max(self._size - offset, 0)
+        size = u64(size, "size")
+        # Validate before allocating from the caller's size (a huge size would
+        # allocate a huge array first): the library checks the same range.
+        if size == 0:
+            raise errors.invalid_argument("page_signatures: size must be > 0")
+        if offset >= self._size or size > self._size - offset:
+            raise errors.error(_lib.constant("VS_ERR_OUT_OF_RANGE"),
+                               "vs_vbar_page_signatures(offset=%d, size=%d)" % (offset, size))
         n = (size + self._page_size - 1) // self._page_size + 1
         sigs = (_u64 * n)()
         count = ctypes.c_size_t()
@@ -164,6 +183,7 @@ class VBAR(Resource):
     def free_memory(self, nbytes):
         """Evict unpinned pages of this VBAR (highest first, above its floor)
         until `nbytes` were released; returns the bytes released."""
+        nbytes = parse_size(nbytes, "nbytes")
         freed = _u64()
         st = _L.vs_vbar_free_memory(self._h(), nbytes, _byref(freed))
         if st:
@@ -192,6 +212,7 @@ class VBAR(Resource):
 
     @watermark.setter
     def watermark(self, nbytes):
+        nbytes = parse_size(nbytes, "watermark")
         errors.check(_L.vs_vbar_set_watermark(self._h(), nbytes), "vs_vbar_set_watermark")
 
     @property
@@ -203,6 +224,7 @@ class VBAR(Resource):
 
     @floor.setter
     def floor(self, nbytes):
+        nbytes = parse_size(nbytes, "floor")
         errors.check(_L.vs_vbar_set_floor(self._h(), nbytes), "vs_vbar_set_floor")
 
     # ------------------------------------------------------------ lifetime
