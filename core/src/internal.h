@@ -97,6 +97,8 @@ struct vs_vbar {
     uint64_t last_regrow_ns;     /* the last regrowth not yet judged; 0 = none */
     uint64_t regrow_delay_ns;    /* current quiet time (starts at cfg.regrow_delay_ns) */
     uint64_t regrow_tried_ns;    /* last attempt that found no room; 0 = none */
+    bool watermark_held;         /* set by vs_vbar_set_watermark: no regrowth until
+                                    prioritize or the VBAR's next eviction */
 };
 
 typedef struct vs_chunkvec {

@@ -62,6 +62,10 @@
  * (e) Pages below the watermark that are never faulted (a unit the workload
  * does not use) stay owed: each such page lowers every later regrowth by a
  * page. Prioritize or vs_vbar_set_watermark resets the picture.
+ * (f) A watermark the application set itself (vs_vbar_set_watermark) is its
+ * decision, not a trace of pressure: it is held -- no regrowth -- until the
+ * VBAR is prioritized or loses a page to eviction (from then on the watermark
+ * is the eviction's and regrows as above).
  */
 #include "internal.h"
 
@@ -84,12 +88,13 @@ void vs_regrow_note_eviction(vs_device_t *dev, struct vs_vbar *v)
     }
     v->last_regrow_ns = 0;
     v->last_evict_ns = now ? now : 1;
+    v->watermark_held = false;
 }
 
 bool vs_regrow(vs_device_t *dev, struct vs_vbar *v, size_t idx)
 {
     uint64_t page = dev->page_size;
-    if ((dev->cfg.flags & VS_DEVICE_NO_REGROW) || v->watermark >= v->size)
+    if ((dev->cfg.flags & VS_DEVICE_NO_REGROW) || v->watermark >= v->size || v->watermark_held)
         return false;
     uint64_t now = vs_now_ns();
     uint64_t delay = quiet_time(dev, v);

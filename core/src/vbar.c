@@ -569,6 +569,7 @@ VS_API vs_status vs_vbar_prioritize(vs_vbar_t *v)
     list_unlink(dev, v);
     list_push_most(dev, v);
     v->watermark = v->size;
+    v->watermark_held = false;
     vs_dev_release(dev);
     return VS_OK;
 }
@@ -593,8 +594,10 @@ VS_API vs_status vs_vbar_set_watermark(vs_vbar_t *v, uint64_t bytes)
         return st;
     if (bytes > v->size)
         st = VS_ERR_OUT_OF_RANGE;
-    else
+    else {
         v->watermark = bytes / dev->page_size * dev->page_size;
+        v->watermark_held = v->watermark < v->size;   /* Note [Watermark regrowth] (f) */
+    }
     vs_dev_release(dev);
     return st;
 }

@@ -66,6 +66,32 @@ Test(regrow, regrows_when_memory_returns)
     vt_check(e);
 }
 
+/* (f): a watermark the application set is held until prioritize or an eviction. */
+Test(regrow, an_explicit_watermark_is_held)
+{
+    vt_env *e = vt_open(&(vt_params){.pages = 16, .regrow = 1});
+    vs_vbar_t *v = vt_vbar(e, 8);
+    VT_OK(vs_vbar_set_watermark(v, 2 * e->page));
+    sleep_ns(200 * MS); /* well past any quiet time: memory is free */
+    VT_EXPECT(VS_NOT_RESIDENT, vt_fault_pages(e, v, 4, 1, NULL));
+    cr_assert_eq(vt_stats(e).regrowths, 0);
+    cr_assert_eq(wm_pages(e, v), 2);
+    VT_OK(vs_vbar_prioritize(v));
+    VT_OK(vt_fault_pages(e, v, 4, 1, NULL));
+    VT_OK(vt_unpin_pages(e, v, 4, 1));
+    /* Held again, then an eviction hands the watermark back to regrowth. */
+    VT_OK(vs_vbar_set_watermark(v, 6 * e->page));
+    load_unpinned(e, v, 0, 6);
+    others(e, 12); /* 4 pages left: pages evicted, the watermark drops to 4 */
+    cr_assert_eq(wm_pages(e, v), 4);
+    others(e, 0);
+    sleep_ns(400 * MS);
+    VT_OK(vt_fault_pages(e, v, 6, 1, NULL));
+    VT_OK(vt_unpin_pages(e, v, 6, 1));
+    cr_assert_geq(vt_stats(e).regrowths, 1);
+    vt_check(e);
+}
+
 Test(regrow, off_with_the_flag_or_conf)
 {
     vt_env *e = vt_open(&(vt_params){.pages = 16, .regrow = 1, .flags = VS_DEVICE_NO_REGROW});

@@ -207,8 +207,9 @@ def get_devctx(device_id):
 
 def deinit():
     """Release every VBAR, buffer and device (pins included) and forget the
-    library; init() may be called again."""
-    global lib, devctxs, _backend
+    library and the headroom given to init(); init() may be called again
+    and starts from the defaults."""
+    global lib, devctxs, _backend, _simple_headroom
     from . import host_buffer, model_vbar
     host_buffer.cleanup_file_reader()
     model_vbar._release_all()
@@ -220,6 +221,7 @@ def deinit():
     _devices.clear()
     devctxs = []
     _backend = None
+    _simple_headroom = 0
     lib = None
 
 
