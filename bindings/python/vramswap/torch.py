@@ -52,6 +52,7 @@ first; the other module's forward sees the host copy.
 from __future__ import annotations
 
 import ctypes
+import logging
 
 import torch
 
@@ -63,6 +64,7 @@ from .vbar import Allocation
 _H2D = _lib.CONSTANTS["VS_COPY_HOST_TO_DEVICE"]
 _STREAM_NONE = _lib.CONSTANTS["VS_STREAM_NONE"] & ((1 << 64) - 1)
 _memcpy = _lib.LIB.vs_memcpy_async
+_log = logging.getLogger("vramswap")
 
 _ALIGN = 256  # bytes; alignment of every parameter inside a unit
 
@@ -183,9 +185,12 @@ class _CudaSync:
 
     host_compute = False
 
-    def __init__(self, tdev):
+    def __init__(self, tdev, stream=None):
         self.tdev = tdev
-        self.copy_stream = torch.cuda.Stream(tdev)
+        if stream is not None and not isinstance(stream, torch.cuda.Stream):
+            raise errors.invalid_argument("vramswap.torch.offload: stream= must be a torch.cuda.Stream "
+                                          "on this device, not %r" % (stream,))
+        self.copy_stream = stream if stream is not None else torch.cuda.Stream(tdev)
         self.copy_handle = self.copy_stream.cuda_stream
         self._current = torch.cuda.current_stream
         self.index = tdev.index if tdev.index is not None else torch.cuda.current_device()
@@ -222,9 +227,14 @@ class _HostSync:
 
     host_compute = True
 
-    def __init__(self, device):
+    def __init__(self, device, stream=None):
+        from .streams import Stream
+        if stream is not None and not isinstance(stream, Stream):
+            raise errors.invalid_argument("vramswap.torch.offload: stream= must be a vramswap Stream of "
+                                          "the simulated device, not %r" % (stream,))
         self.device = device
-        self.stream = device.stream()
+        self.own = stream is None
+        self.stream = device.stream() if stream is None else stream
         self.copy_handle = self.stream.handle
 
     def event(self):
@@ -249,7 +259,131 @@ class _HostSync:
         self.stream.synchronize()
 
     def close(self):
-        self.stream.close()
+        if self.own:
+            self.stream.close()
+
+
+# torch.nn modules whose forward reads their children's weights (Note [Units]).
+_GROUP_TYPES = [torch.nn.MultiheadAttention, torch.nn.TransformerEncoderLayer,
+                torch.nn.TransformerDecoderLayer]
+
+
+def _no_trace(fn):
+    """`fn` run eagerly by torch.compile (Note [Hooks and torch.compile]);
+    unchanged on a torch without Dynamo (1.x)."""
+    compiler = getattr(torch, "compiler", None)
+    disable = getattr(compiler, "disable", None)
+    if disable is None:
+        try:
+            import torch._dynamo as dynamo  # torch 2.0
+            disable = dynamo.disable
+        except ImportError:
+            return fn
+    return disable(fn)
+
+
+def _register_pre(module, hook, with_kwargs):
+    """A forward pre-hook; with the keyword arguments when asked and torch
+    supports it (>= 2.0), so that the root can move them to the device."""
+    if with_kwargs:
+        try:
+            return module.register_forward_pre_hook(hook, with_kwargs=True)
+        except TypeError:  # torch 1.x: positional arguments only
+            pass
+    return module.register_forward_pre_hook(hook)
+
+
+def _move(obj, tdev):
+    """`obj` with every tensor inside tuples, lists and dicts on `tdev`, or
+    `obj` itself (the same object) when nothing had to move."""
+    if isinstance(obj, torch.Tensor):
+        return obj if obj.device == tdev else obj.to(tdev, non_blocking=True)
+    if isinstance(obj, (tuple, list)):
+        items = [_move(x, tdev) for x in obj]
+        if all(a is b for a, b in zip(items, obj)):
+            return obj
+        if isinstance(obj, tuple) and hasattr(obj, "_fields"):  # a namedtuple
+            return type(obj)(*items)
+        return type(obj)(items)
+    if isinstance(obj, dict):
+        moved = {k: _move(v, tdev) for k, v in obj.items()}
+        if all(moved[k] is v for k, v in obj.items()):
+            return obj
+        try:
+            out = type(obj)(moved)
+        except TypeError:
+            out = dict(moved)
+        return out
+    return obj
+
+
+_presented = {}  # class -> its subclass answering the execution device
+
+
+def _presented_class(cls):
+    """cls with a ``device`` property that answers the offload's execution
+    device (Note [Presenting the execution device])."""
+    sub = _presented.get(cls)
+    if sub is None:
+        def device(self):
+            return self.__dict__["_vramswap_device"]
+        sub = type(cls.__name__, (cls,), {"device": property(device), "__module__": cls.__module__,
+                                          "__qualname__": getattr(cls, "__qualname__", cls.__name__),
+                                          "_vramswap_presented": cls})
+        _presented[cls] = sub
+    return sub
+
+
+def _refuse_twice(module):
+    """A module, or a submodule of it, offloaded already (and not closed) is refused:
+    two offloads would each repoint the same parameters at their own memory."""
+    for name, m in module.named_modules():  # every submodule of an offloaded one is marked
+        off = m.__dict__.get("_vramswap_offload")
+        if off is not None and not off._closed:
+            where = "it" if m is module else "its submodule %r" % name
+            raise errors.invalid_argument(
+                "vramswap.torch.offload: %s is offloaded already (by %r); close() that offload first"
+                % (where, off))
+
+
+class _Progress:
+    """Progress of copying weights into the host copy: a tqdm bar when tqdm is
+    importable, else a log line per 10 %. `enabled`: None = only from 1 GiB."""
+
+    def __init__(self, total, enabled, what):
+        self.total = total
+        self.done = 0
+        self.enabled = total >= (1 << 30) if enabled is None else bool(enabled)
+        self.what = what
+        self.bar = None
+        self.next_log = 0.1
+
+    def __enter__(self):
+        if self.enabled:
+            try:
+                from tqdm.auto import tqdm
+                self.bar = tqdm(total=self.total, unit="B", unit_scale=True, unit_divisor=1024,
+                                desc="vramswap offload %s" % self.what)
+            except ImportError:
+                _log.info("vramswap.torch.offload(%s): copying %.2f GiB into pinned memory",
+                          self.what, self.total / (1 << 30))
+        return self
+
+    def update(self, n):
+        if not self.enabled:
+            return
+        self.done += n
+        if self.bar is not None:
+            self.bar.update(n)
+        elif self.total and self.done >= self.next_log * self.total:
+            _log.info("vramswap.torch.offload(%s): %d%% (%.2f of %.2f GiB)", self.what,
+                      100 * self.done // self.total, self.done / (1 << 30), self.total / (1 << 30))
+            while self.next_log * self.total <= self.done:
+                self.next_log += 0.1
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.close()
 
 
 _last_run = {}  # vramswap Device -> the ModuleOffload that ran last on it
@@ -272,14 +406,20 @@ class ModuleOffload:
     offload]). Use :func:`offload`; ``close()`` (or the context manager) puts
     ordinary tensors back on their original devices."""
 
-    def __init__(self, module, device=None, prefetch=3, lookahead=8, placement="auto", stream=None):
+    def __init__(self, module, device=None, prefetch=3, lookahead=8, placement="auto", stream=None,
+                 units=None, move_inputs=True, progress=None):
+        if not isinstance(module, torch.nn.Module):
+            raise errors.invalid_argument("vramswap.torch.offload: %r is not a torch.nn.Module" % (module,))
         if placement not in ("auto", "sequential", "spread"):
             raise errors.invalid_argument("placement must be 'auto', 'sequential' or 'spread'")
         if prefetch < 1 or lookahead < 1:
             raise errors.invalid_argument("prefetch and lookahead must be >= 1")
+        _refuse_twice(module)
         self.device = _vramswap_device(device)
         self.module = module
         self.tdevice = torch_device(self.device)
+        self.stream = stream
+        self.move_inputs = bool(move_inputs)
         self.prefetch = int(prefetch)      # ring slots for streamed units
         self.lookahead = int(lookahead)    # units prepared ahead of the running one
         self.placement = placement
@@ -305,61 +445,164 @@ class ModuleOffload:
         self._pos = 0             # index in _order of the next unit expected
         self._depth = 0           # root forwards in progress (re-entrancy)
         self._root_hooks = []
+        self._classes = []        # (module, its own class) for modules presented on the device
+        self._set_hint = False    # hf_device_map was set by _present
         self._closed = False
+        self._build_units(module, units)
+        for m in module.modules():
+            m.__dict__["_vramswap_offload"] = self  # _refuse_twice
+        try:
+            self._setup(progress)
+        except BaseException:
+            self.close()
+            raise
+
+    def _build_units(self, module, extra):
+        """Note [Units]
+        A unit is normally a submodule that owns parameters or buffers directly
+        (a Linear): its forward hooks put its tensors on the device. That is
+        only right if nobody else reads them. Some parents read their children's
+        weights in their own forward: nn.MultiheadAttention passes
+        out_proj.weight to F.multi_head_attention_forward (out_proj's forward
+        never runs), nn.TransformerEncoderLayer's inference fast path hands every
+        weight of the layer to one fused kernel. Such a parent is one unit
+        with every tensor of its subtree (group roots), chosen by:
+        - class: _GROUP_TYPES (the torch.nn modules known to do it) plus
+          `units` (classes or qualified module names) given by the caller;
+        - shape: a module that owns tensors itself and whose descendants own
+          fewer bytes than it does (an attention block with its output
+          projection): reading its children is likely, and grouping is cheap.
+        The outermost group root takes its whole subtree. A tensor shared by
+        two modules (tied weights) belongs to the first unit that has it; the
+        other module sees the host copy unless both are in one group."""
+        extra = list(extra or ())
+        names = {x for x in extra if isinstance(x, str)}
+        types = tuple(_GROUP_TYPES) + tuple(x for x in extra if isinstance(x, type))
+        bad = [x for x in extra if not isinstance(x, (str, type))]
+        if bad:
+            raise errors.invalid_argument("vramswap.torch.offload: units= takes module classes or "
+                                          "qualified names, not %r" % (bad,))
+        known = {n for n, _ in module.named_modules()}
+        missing = sorted(names - known)
+        if missing:
+            raise errors.invalid_argument("vramswap.torch.offload: units= names no submodule %s" % missing)
+
+        def own_bytes(m):
+            return sum(t.numel() * t.element_size() for t in list(m._parameters.values()) +
+                       list(m._buffers.values()) if t is not None)
+
+        def is_root(name, m):
+            if name in names or isinstance(m, types):
+                return True
+            own = own_bytes(m)
+            if not own:
+                return False
+            below = sum(own_bytes(c) for _, c in m.named_modules() if c is not m)
+            return 0 < below <= own
+
         seen = set()
+        group = None  # (prefix, unit) of the group root whose subtree we are in
         for name, m in module.named_modules():
-            u = _Unit(len(self.units), name, m)
+            if group is not None and not (group[0] == "" or name.startswith(group[0] + ".")):
+                group = None
+            if group is not None:
+                u = group[1]
+            else:
+                u = _Unit(len(self.units), name, m)
+                if is_root(name, m) and any(True for c in m.children()):
+                    group = (name, u)
             for pname, prm in m._parameters.items():
                 if prm is None or id(prm) in seen:
                     continue
                 seen.add(id(prm))
-                u.tensors.append(("p", pname, prm, u.size, prm.device))
+                u.tensors.append((m, "p", pname, prm, u.size, prm.device))
                 u.size = _align(u.size + prm.numel() * prm.element_size())
             for bname, buf in m._buffers.items():
                 if buf is None or id(buf) in seen:
                     continue
                 seen.add(id(buf))
-                u.tensors.append(("b", bname, buf, u.size, buf.device))
+                u.tensors.append((m, "b", bname, buf, u.size, buf.device))
                 u.size = _align(u.size + buf.numel() * buf.element_size())
-            if u.tensors:
+            if u.tensors and not (self.units and self.units[-1] is u):
+                u.index = len(self.units)
                 self.units.append(u)
-        try:
-            self._setup()
-        except BaseException:
-            self.close()
-            raise
 
     # ------------------------------------------------------------ setup
 
-    def _setup(self):
+    def _setup(self, progress):
         if not self.units:
             return
         dev = self.device
-        self._sync = _HostSync(dev) if self.tdevice.type == "cpu" else _CudaSync(self.tdevice)
+        self._sync = (_HostSync(dev, self.stream) if self.tdevice.type == "cpu"
+                      else _CudaSync(self.tdevice, self.stream))
         off = 0
         for u in self.units:
             u.host_off = off
             off += u.size
         self.host = dev.host_buffer(off, size=off)
-        with torch.no_grad(), _normal_mode():
+        self.host.owner = ("the host copy of vramswap.torch.offload(%s)'s weights: tensors taken from "
+                           "the module while it was offloaded, such as a state_dict() or parameters, "
+                           "still view it" % type(self.module).__name__)
+        with torch.no_grad(), _normal_mode(), _Progress(off, progress, type(self.module).__name__) as progress:
             for u in self.units:
-                for kind, name, t, toff, _ in u.tensors:
+                for mod, kind, name, t, toff, _ in u.tensors:
                     hv = as_tensor(self.host, t.dtype, t.shape, offset=u.host_off + toff)
                     hv.copy_(t.detach())
                     u.host_views.append(hv)
-                    self._assign(u.module, kind, name, hv)
-                u.tensors = [(k, n, None, o, d) for (k, n, _, o, d) in u.tensors]  # drop the originals
+                    self._assign(mod, kind, name, hv)
+                    progress.update(t.numel() * t.element_size())
+                u.tensors = [(m, k, n, None, o, d) for (m, k, n, _, o, d) in u.tensors]  # drop the originals
                 if not self._sync.host_compute:
                     u.copy_event = self._sync.event()
         self._layout(list(self.units))
         mi = dev.memory_info()
         if sum(u.size for u in self.units) > mi.available + mi.evictable:
             self._ring(False)  # it will stream: take the ring before the weights fill the budget
-        self._root_hooks.append(self.module.register_forward_pre_hook(self._pass_begin))
+        # Note [Hooks and torch.compile]
+        # The hooks repoint parameters (``.data =``), fault, copy and unpin:
+        # none of it can be traced. Dynamo runs them eagerly (a graph break at
+        # each unit boundary) and compiles the module code in between, where
+        # the parameters are ordinary device tensors of fixed shape, dtype and
+        # device, so the guards hold from one pass to the next.
+        self._root_hooks.append(_register_pre(self.module, _no_trace(self._root_pre), True))
         for u in self.units:
-            u.hooks.append(u.module.register_forward_pre_hook(self._make_pre(u)))
-            u.hooks.append(u.module.register_forward_hook(self._make_post(u)))
-        self._root_hooks.append(self.module.register_forward_hook(self._pass_end))
+            u.hooks.append(_register_pre(u.module, _no_trace(self._make_pre(u)), False))
+            u.hooks.append(u.module.register_forward_hook(_no_trace(self._make_post(u))))
+        self._root_hooks.append(self.module.register_forward_hook(_no_trace(self._pass_end)))
+        self._present()
+
+    def _present(self):
+        """Note [Presenting the execution device]
+        Between forwards the parameters are the pinned host copy: that is the
+        only place their data always is (a VBAR page can be evicted at any
+        moment by an allocation on any thread, so a device tensor over it would
+        dangle, and state_dict() must read correct data). Code that asks a
+        module where it runs -- transformers' ``model.device`` (the first
+        parameter's device), which generate() uses to build its tensors --
+        must hear the execution device, though. So every submodule whose class
+        has a ``device`` attribute gets a subclass (made once per class, same
+        name, isinstance unchanged) whose ``device`` property answers the
+        execution device; ``close()`` restores the class. The module also
+        carries accelerate's hint ``hf_device_map = {"": device}`` unless it
+        has one, and ``_vramswap_offload``. ``next(model.parameters()).device``
+        stays the truth (cpu): the parameters are not on the GPU between
+        forwards."""
+        tdev = self.tdevice
+        for _, m in self.module.named_modules():
+            cls = type(m)
+            if isinstance(getattr(cls, "device", None), property):
+                m.__class__ = _presented_class(cls)
+                m._vramswap_device = tdev
+                self._classes.append((m, cls))
+        if not hasattr(self.module, "hf_device_map"):
+            self.module.hf_device_map = {"": tdev.index if tdev.type == "cuda" and tdev.index is not None
+                                         else str(tdev)}
+            self._set_hint = True
+
+    @property
+    def execution_device(self):
+        """The torch.device the module computes on."""
+        return self.tdevice
 
     def _layout(self, order):
         """(Re)create the VBAR with the units in `order` (most important first)."""
@@ -430,7 +673,7 @@ class ModuleOffload:
         """Tensors over u's parameters and buffers laid out from device address ptr."""
         with _normal_mode():
             return [as_tensor(ptr, hv.dtype, hv.shape, device=self.tdevice, offset=toff)
-                    for (_, _, _, toff, _), hv in zip(u.tensors, u.host_views)]
+                    for (_, _, _, _, toff, _), hv in zip(u.tensors, u.host_views)]
 
     def _slot_views(self, u, slot):
         v = u.slot_views.get(slot.index)
@@ -529,8 +772,8 @@ class ModuleOffload:
                 if views is None:
                     views = u.vbar_views = self._views_at(u, self.vbar.base + u.off)
                 assign = self._assign
-                for (k, name, _, _, _), v in zip(u.tensors, views):
-                    assign(module, k, name, v)
+                for (m, k, name, _, _, _), v in zip(u.tensors, views):
+                    assign(m, k, name, v)
                 return
             if self._trace is not None:
                 self._trace.append(u)
@@ -558,16 +801,16 @@ class ModuleOffload:
             else:
                 views = self._slot_views(u, slot)
             assign = self._assign
-            for (k, name, _, _, _), v in zip(u.tensors, views):
-                assign(module, k, name, v)
+            for (m, k, name, _, _, _), v in zip(u.tensors, views):
+                assign(m, k, name, v)
         return pre
 
     def _make_post(self, u):
         def post(module, args, output):
             if self._resident_pass:
                 assign = self._assign
-                for (k, name, _, _, _), hv in zip(u.tensors, u.host_views):
-                    assign(module, k, name, hv)
+                for (m, k, name, _, _, _), hv in zip(u.tensors, u.host_views):
+                    assign(m, k, name, hv)
                 return
             self._finish(u)
         return post
@@ -575,8 +818,8 @@ class ModuleOffload:
     def _finish(self, u):
         kind, slot, _ = u.inflight.pop()
         assign = self._assign
-        for (k, name, _, _, _), hv in zip(u.tensors, u.host_views):
-            assign(u.module, k, name, hv)
+        for (m, k, name, _, _, _), hv in zip(u.tensors, u.host_views):
+            assign(m, k, name, hv)
         sync = self._sync
         if kind == "res":
             self.vbar.unpin(u.off, u.size, sync.compute_handle())
@@ -601,6 +844,22 @@ class ModuleOffload:
                 else:
                     slot.busy = False  # nothing read it; later copies into it are stream-ordered
 
+    def _root_pre(self, module, args, kwargs=None):
+        """The root's forward pre-hook: begin a pass, then move the inputs to
+        the execution device (accelerate's io_same_device for the inputs; the
+        outputs stay on the execution device, where the model's own tensors are)."""
+        self._pass_begin(module, args)
+        if not self.move_inputs or self._depth != 1:
+            return None
+        tdev = self.tdevice
+        margs = _move(args, tdev)
+        if kwargs is None:
+            return None if margs is args else margs
+        mkw = _move(kwargs, tdev)
+        if margs is args and mkw is kwargs:
+            return None
+        return margs, mkw
+
     def _pass_begin(self, module, args):
         if self._depth:
             self._depth += 1
@@ -613,8 +872,8 @@ class ModuleOffload:
             self._resident_pass = False
             self.vbar.unpin(0, self._vbar_bytes, _STREAM_NONE)
             for u in self.units:
-                for (k, name, _, _, _), hv in zip(u.tensors, u.host_views):
-                    self._assign(u.module, k, name, hv)
+                for (m, k, name, _, _, _), hv in zip(u.tensors, u.host_views):
+                    self._assign(m, k, name, hv)
         if any(u.inflight for u in self.units):  # a previous forward raised half way
             self._sync.synchronize()
             for u in self.units:
@@ -779,6 +1038,16 @@ class ModuleOffload:
         for h in self._root_hooks:
             h.remove()
         self._root_hooks = []
+        for m, cls in self._classes:  # Note [Presenting the execution device]
+            m.__class__ = cls
+            m.__dict__.pop("_vramswap_device", None)
+        self._classes = []
+        if self._set_hint:
+            self.module.__dict__.pop("hf_device_map", None)
+            self._set_hint = False
+        for m in self.module.modules():
+            if m.__dict__.get("_vramswap_offload") is self:
+                del m.__dict__["_vramswap_offload"]
         if self._sync is not None:
             self._sync.synchronize()
         for u in self.units:
@@ -792,8 +1061,8 @@ class ModuleOffload:
             self._release_prepared()
         with torch.no_grad():
             for u in self.units:
-                for (k, name, _, _, orig), hv in zip(u.tensors, u.host_views):
-                    self._assign(u.module, k, name, hv.to(orig, copy=True))
+                for (m, k, name, _, _, orig), hv in zip(u.tensors, u.host_views):
+                    self._assign(m, k, name, hv.to(orig, copy=True))
                 u.host_views = []
                 u.vbar_views = None
                 u.slot_views = {}
