@@ -936,6 +936,13 @@ class ModuleOffload:
                 if u.index not in seen:
                     seen.add(u.index)
                     order.append(u)
+            idle = [u.name for u in self.units if u.index not in seen]
+            if idle:
+                # Note [Units]: a parent that reads these weights saw the host copy.
+                _log.warning("vramswap.torch.offload(%s): %d unit(s) never ran their own forward in the "
+                             "first pass (%s); if a parent module reads their weights, pass "
+                             "units=[that parent's name or class]", type(self.module).__name__,
+                             len(idle), ", ".join(idle[:8]) + (", ..." if len(idle) > 8 else ""))
             order += [u for u in self.units if u.index not in seen]
             self._order = order
             self._relayout(order)
@@ -1128,11 +1135,100 @@ def _initialized():
     return is_initialized()
 
 
-def offload(module, device=None, prefetch=3, lookahead=8, placement="auto", stream=None):
+def offload(module, device=None, prefetch=3, lookahead=8, placement="auto", stream=None, units=None,
+            move_inputs=True, progress=None):
     """Run `module` with its weights in vramswap memory of `device` (a vramswap
     Device, a torch device such as "cuda:0", or None for vramswap.init()'s
     device): ``off = offload(model, "cuda")``; ``model(x)`` as usual;
     ``off.close()`` to undo. `prefetch`: ring slots for weights that cannot stay
     resident; `lookahead`: units prepared ahead of the running one; `placement`:
-    "auto", "sequential" or "spread" (Note [Module offload])."""
-    return ModuleOffload(module, device, prefetch, lookahead, placement, stream)
+    "auto", "sequential" or "spread" (Note [Module offload]); `stream`: the
+    side stream the weight copies run on (a torch.cuda.Stream; on the simulator
+    a vramswap Stream), made by the offload when None; `units`: module classes
+    or qualified names whose forward reads their children's weights, each made
+    one unit with its subtree (Note [Units]); `move_inputs`: move tensors given
+    to the root module to the execution device; `progress`: show the copy into
+    pinned memory (tqdm, else log lines; None: only for 1 GiB or more). A module
+    (or a part of one) that is offloaded already is refused."""
+    return ModuleOffload(module, device, prefetch, lookahead, placement, stream, units, move_inputs,
+                         progress)
+
+
+def _pipeline_modules(obj):
+    """(name, module) pairs of a pipeline: a module, a dict or list of modules,
+    or an object whose ``components`` dict (diffusers) or attributes hold
+    modules. A module inside another one of the set is left to its parent."""
+    if isinstance(obj, torch.nn.Module):
+        pairs = [("", obj)]
+    elif isinstance(obj, dict):
+        pairs = list(obj.items())
+    elif isinstance(obj, (list, tuple)):
+        pairs = [(str(i), m) for i, m in enumerate(obj)]
+    else:
+        comps = getattr(obj, "components", None)
+        src = comps if isinstance(comps, dict) else getattr(obj, "__dict__", {})
+        pairs = [(k, v) for k, v in src.items() if not k.startswith("_")]
+    pairs = [(k, m) for k, m in pairs if isinstance(m, torch.nn.Module)]
+    inner = set()
+    for _, m in pairs:
+        inner.update(id(c) for c in m.modules() if c is not m)
+    out, seen = [], set()
+    for k, m in pairs:
+        if id(m) in inner or id(m) in seen:
+            continue
+        seen.add(id(m))
+        out.append((k, m))
+    return out
+
+
+class PipelineOffload:
+    """Several models of one pipeline offloaded together (see :func:`offload_pipeline`)."""
+
+    def __init__(self, pipeline, device=None, **kwargs):
+        pairs = _pipeline_modules(pipeline)
+        if not pairs:
+            raise errors.invalid_argument("vramswap.torch.offload_pipeline: no torch.nn.Module in %r"
+                                          % (pipeline,))
+        self.device = _vramswap_device(device)
+        self.offloads = {}
+        try:
+            for name, m in pairs:
+                self.offloads[name] = ModuleOffload(m, self.device, **kwargs)
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def execution_device(self):
+        return torch_device(self.device)
+
+    @property
+    def counters(self):
+        """The offloads' counters, summed."""
+        total = {}
+        for off in self.offloads.values():
+            for k, v in off.counters.items():
+                total[k] = total.get(k, 0) + v
+        return total
+
+    def close(self):
+        for off in reversed(list(self.offloads.values())):
+            off.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def offload_pipeline(pipeline, device=None, **kwargs):
+    """Offload every model of a pipeline with one call, like diffusers'
+    ``enable_model_cpu_offload()``: `pipeline` is a diffusers-style object
+    (its ``components`` or attributes that are modules: text encoder, UNet or
+    DiT, VAE), a dict or list of modules, or one module. Each model gets its own
+    VBAR on the same device; the one that starts a forward is prioritized, so
+    the model running now keeps the memory and the others give theirs up under
+    pressure. Keyword arguments go to :func:`offload`. Returns a
+    PipelineOffload (``offloads`` by name, summed ``counters``, ``close()``)."""
+    return PipelineOffload(pipeline, device, **kwargs)
