@@ -334,11 +334,15 @@ def test_progress_without_tqdm_logs(dev, caplog, monkeypatch):
 
 
 def test_compile_hooks_are_marked_for_dynamo():
-    """torch 1.x has no Dynamo: hooks are plain functions; on torch 2 they are
-    wrapped by torch.compiler.disable (test_torch_gpu checks compile itself)."""
-    def f():
-        return 1
+    """torch 1.x has no Dynamo: hooks are plain functions; on torch 2 eager
+    calls go straight to the hook and traced ones through
+    torch.compiler.disable (test_torch_gpu checks compile itself)."""
+    calls = []
+
+    def f(x):
+        calls.append(x)
+        return x + 1
     g = vtorch._no_trace(f)
-    assert g() == 1
+    assert g(1) == 2 and calls == [1]
     has_dynamo = hasattr(torch, "compiler") or hasattr(torch, "_dynamo")
     assert (g is not f) == has_dynamo

@@ -269,17 +269,34 @@ _GROUP_TYPES = [torch.nn.MultiheadAttention, torch.nn.TransformerEncoderLayer,
 
 
 def _no_trace(fn):
-    """`fn` run eagerly by torch.compile (Note [Hooks and torch.compile]);
-    unchanged on a torch without Dynamo (1.x)."""
+    """`fn`, run eagerly when torch.compile meets it (Note [Hooks and
+    torch.compile]); `fn` itself on a torch without Dynamo (1.x).
+
+    torch.compiler.disable's wrapper swaps Dynamo's frame callback on every
+    call, which costs microseconds per hook in eager mode, where nothing
+    traces. So eager calls go straight to `fn`; only under tracing
+    (is_compiling() is a constant True there) is the disabled wrapper called,
+    which makes Dynamo break the graph and run `fn` eagerly."""
     compiler = getattr(torch, "compiler", None)
     disable = getattr(compiler, "disable", None)
-    if disable is None:
+    compiling = getattr(compiler, "is_compiling", None)
+    if disable is None or compiling is None:
         try:
-            import torch._dynamo as dynamo  # torch 2.0
-            disable = dynamo.disable
+            import torch._dynamo as dynamo  # torch 2.0 - 2.2
         except ImportError:
             return fn
-    return disable(fn)
+        disable = disable or dynamo.disable
+        compiling = compiling or getattr(dynamo, "is_compiling", None)
+        if compiling is None:
+            return disable(fn)
+    disabled = disable(fn)
+
+    def hook(*args, **kwargs):
+        if compiling():
+            return disabled(*args, **kwargs)
+        return fn(*args, **kwargs)
+    hook.__wrapped__ = fn
+    return hook
 
 
 def _register_pre(module, hook, with_kwargs):
@@ -591,7 +608,12 @@ class ModuleOffload:
         for _, m in self.module.named_modules():
             cls = type(m)
             if isinstance(getattr(cls, "device", None), property):
-                m.__class__ = _presented_class(cls)
+                try:
+                    m.__class__ = _presented_class(cls)
+                except Exception as e:  # noqa: BLE001 -- a class that refuses subclassing: say so
+                    _log.warning("vramswap.torch.offload: cannot present %s on %s (%s); its .device "
+                                 "reports its parameters' device", cls.__name__, tdev, e)
+                    continue
                 m._vramswap_device = tdev
                 self._classes.append((m, cls))
         if not hasattr(self.module, "hf_device_map"):
