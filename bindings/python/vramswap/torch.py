@@ -19,7 +19,8 @@ Note [Module offload]
 memory and moves them just in time:
 
 - Units: every submodule that owns parameters or buffers directly (a Linear, a
-  LayerNorm). Each unit is one contiguous range in the model's VBAR and one in a
+  LayerNorm), or a parent that reads its children's weights with its whole
+  subtree (Note [Units]). Each unit is one contiguous range in the model's VBAR and one in a
   pinned HostBuffer (the canonical copy: ``param.data`` points there between
   forwards, so ``state_dict()``/``parameters()`` always see valid memory).
 - Order: units are placed in registration order, and the first forward records
@@ -45,8 +46,12 @@ memory and moves them just in time:
   forward: prioritizing clears the watermark, which is what stops thrashing).
 - Inference only: a forward with autograd enabled on parameters that require
   grad raises; use ``torch.no_grad()``/``torch.inference_mode()``.
+- Presentation: between forwards the module answers ``.device`` with the
+  execution device (Note [Presenting the execution device]); the root moves
+  its inputs there.
 Limitations: a parameter shared by two modules (tied weights) belongs to the
-first; the other module's forward sees the host copy.
+first; the other module's forward sees the host copy unless both are in one
+unit (``units=`` their common parent).
 """
 
 from __future__ import annotations
