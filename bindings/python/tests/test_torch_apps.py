@@ -93,7 +93,7 @@ def test_model_device_is_the_execution_device_and_restored_on_close(dev):
         assert type(model) is not cls and isinstance(model, cls)
         assert type(model).__name__ == cls.__name__
         assert model.device is off.execution_device     # answered by the offload, not the parameters
-        assert model.hf_device_map == {"": "cpu"}
+        assert not hasattr(model, "hf_device_map")     # only on a GPU ({"": index}: test_torch_gpu)
         assert list(model.state_dict()) == keys
         # The truth about the parameters between forwards: the pinned host copy.
         p = next(model.parameters())

@@ -123,7 +123,9 @@ def test_gpu_generate_llama_matches_resident():
     try:
         off = vtorch.offload(model, dev)
         data["model_device"] = str(model.device)
+        data["hf_device_map"] = getattr(model, "hf_device_map", None)
         assert model.device == CUDA, "model.device is %s" % model.device
+        assert data["hf_device_map"] == {"": 0}
         with torch.inference_mode():
             got_fwd = model(ids.cpu()).logits  # input on the CPU: moved to the GPU at the root
             data["forward_cpu_input_on"] = str(got_fwd.device)

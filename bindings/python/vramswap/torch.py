@@ -605,8 +605,8 @@ class ModuleOffload:
         has a ``device`` attribute gets a subclass (made once per class, same
         name, isinstance unchanged) whose ``device`` property answers the
         execution device; ``close()`` restores the class. The module also
-        carries accelerate's hint ``hf_device_map = {"": device}`` unless it
-        has one, and ``_vramswap_offload``. ``next(model.parameters()).device``
+        carries accelerate's hint ``hf_device_map = {"": index}`` unless it
+        has one (a GPU only), and every submodule ``_vramswap_offload``. ``next(model.parameters()).device``
         stays the truth (cpu): the parameters are not on the GPU between
         forwards."""
         tdev = self.tdevice
@@ -621,9 +621,10 @@ class ModuleOffload:
                     continue
                 m._vramswap_device = tdev
                 self._classes.append((m, cls))
-        if not hasattr(self.module, "hf_device_map"):
-            self.module.hf_device_map = {"": tdev.index if tdev.type == "cuda" and tdev.index is not None
-                                         else str(tdev)}
+        if tdev.type != "cpu" and not hasattr(self.module, "hf_device_map"):
+            # Not on the simulator: transformers reads "cpu" in a device map as offloaded
+            # to the CPU and looks for another device to execute on.
+            self.module.hf_device_map = {"": tdev.index if tdev.index is not None else str(tdev)}
             self._set_hint = True
 
     @property
