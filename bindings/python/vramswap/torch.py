@@ -58,6 +58,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import time
 
 import torch
 
@@ -382,14 +383,22 @@ class _Progress:
 
     def __enter__(self):
         if self.enabled:
-            try:
-                from tqdm.auto import tqdm
-                self.bar = tqdm(total=self.total, unit="B", unit_scale=True, unit_divisor=1024,
-                                desc="vramswap offload %s" % self.what)
-            except ImportError:
-                _log.info("vramswap.torch.offload(%s): copying %.2f GiB into pinned memory",
-                          self.what, self.total / (1 << 30))
+            self.t0 = time.perf_counter()
+            _log.info("vramswap.torch.offload(%s): pinning %.2f GiB of host memory", self.what,
+                      self.total / (1 << 30))
         return self
+
+    def pinned(self):
+        """The host memory is pinned; the copy starts."""
+        if not self.enabled:
+            return
+        try:
+            from tqdm.auto import tqdm
+            self.bar = tqdm(total=self.total, unit="B", unit_scale=True, unit_divisor=1024,
+                            desc="vramswap offload %s" % self.what)
+        except ImportError:
+            _log.info("vramswap.torch.offload(%s): pinned in %.1f s; copying %.2f GiB", self.what,
+                      time.perf_counter() - self.t0, self.total / (1 << 30))
 
     def update(self, n):
         if not self.enabled:
@@ -561,11 +570,12 @@ class ModuleOffload:
         for u in self.units:
             u.host_off = off
             off += u.size
-        self.host = dev.host_buffer(off, size=off)
-        self.host.owner = ("the host copy of vramswap.torch.offload(%s)'s weights: tensors taken from "
-                           "the module while it was offloaded, such as a state_dict() or parameters, "
-                           "still view it" % type(self.module).__name__)
         with torch.no_grad(), _normal_mode(), _Progress(off, progress, type(self.module).__name__) as progress:
+            self.host = dev.host_buffer(off, size=off)  # pinning: often the longest part
+            self.host.owner = ("the host copy of vramswap.torch.offload(%s)'s weights: tensors taken from "
+                               "the module while it was offloaded, such as a state_dict() or parameters, "
+                               "still view it" % type(self.module).__name__)
+            progress.pinned()
             for u in self.units:
                 for mod, kind, name, t, toff, _ in u.tensors:
                     hv = as_tensor(self.host, t.dtype, t.shape, offset=u.host_off + toff)
