@@ -120,6 +120,7 @@ def test_gpu_generate_llama_matches_resident():
     data = {"transformers": tv, "torch": torch.__version__, "model_mib": nbytes(model) >> 20,
             "reference_deterministic": deterministic, "modes": {}}
     dev = open_device(nbytes(model) // 2, peak.bytes)
+    off = None
     try:
         off = vtorch.offload(model, dev)
         data["model_device"] = str(model.device)
@@ -146,9 +147,10 @@ def test_gpu_generate_llama_matches_resident():
                 ok &= row["ok"]
                 data["modes"][name] = row
         data["counters"] = dict(off.counters)
-        off.close()
     finally:
         report("generate_llama", data)
+        if off is not None:
+            off.close()
         dev.close()
     assert data["forward_cpu_input_on"].startswith("cuda")
     assert data["forward_max_diff"] == 0.0
