@@ -275,14 +275,17 @@ _GROUP_TYPES = [torch.nn.MultiheadAttention, torch.nn.TransformerEncoderLayer,
 
 
 def _no_trace(fn):
-    """`fn`, run eagerly when torch.compile meets it (Note [Hooks and
-    torch.compile]); `fn` itself on a torch without Dynamo (1.x).
+    """`fn`, never traced by torch.compile (Note [Hooks and torch.compile]);
+    `fn` itself on a torch without Dynamo (1.x).
 
     torch.compiler.disable's wrapper swaps Dynamo's frame callback on every
-    call, which costs microseconds per hook in eager mode, where nothing
-    traces. So eager calls go straight to `fn`; only under tracing
-    (is_compiling() is a constant True there) is the disabled wrapper called,
-    which makes Dynamo break the graph and run `fn` eagerly."""
+    call, microseconds per hook in eager mode, where nothing traces: so the
+    hook calls `fn` directly unless Dynamo is tracing it (is_compiling() is a
+    constant True there) or Dynamo's frame callback is installed (the hook
+    runs natively inside a compiled region, after a graph break): then it goes
+    through the disabled wrapper, under which nothing `fn` calls is traced.
+    The hook's own code is skipped by Dynamo (disable(recursive=False)), so a
+    traced caller breaks the graph at the hook instead of compiling it."""
     compiler = getattr(torch, "compiler", None)
     disable = getattr(compiler, "disable", None)
     compiling = getattr(compiler, "is_compiling", None)
@@ -293,16 +296,23 @@ def _no_trace(fn):
             return fn
         disable = disable or dynamo.disable
         compiling = compiling or getattr(dynamo, "is_compiling", None)
-        if compiling is None:
-            return disable(fn)
     disabled = disable(fn)
+    try:
+        from torch._C._dynamo.eval_frame import get_eval_frame_callback as callback
+    except ImportError:
+        callback = None
+    if compiling is None or callback is None:
+        return disabled  # no cheap test: always through the wrapper
 
     def hook(*args, **kwargs):
-        if compiling():
+        if compiling() or callback() not in (None, False):
             return disabled(*args, **kwargs)
         return fn(*args, **kwargs)
     hook.__wrapped__ = fn
-    return hook
+    try:
+        return disable(hook, recursive=False)
+    except TypeError:  # a disable without recursive=
+        return hook
 
 
 def _register_pre(module, hook, with_kwargs):
