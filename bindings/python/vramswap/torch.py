@@ -59,6 +59,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import time
+import weakref
 
 import torch
 
@@ -428,6 +429,7 @@ class _Progress:
 
 
 _last_run = {}  # vramswap Device -> the ModuleOffload that ran last on it
+_live = weakref.WeakSet()  # open ModuleOffloads (Note [Rings of idle models])
 _deferred = []  # host buffers of closed offloads that tensors (a state_dict) still view
 
 
@@ -612,6 +614,7 @@ class ModuleOffload:
             u.hooks.append(u.module.register_forward_hook(_no_trace(self._make_post(u))))
         self._root_hooks.append(self.module.register_forward_hook(_no_trace(self._pass_end)))
         self._present()
+        _live.add(self)
 
     def _present(self):
         """Note [Presenting the execution device]
@@ -689,6 +692,7 @@ class ModuleOffload:
                 if attempt == 1:
                     raise errors.error(_lib.CONSTANTS["VS_ERR_OUT_OF_MEMORY"],
                                        "vramswap.torch: no room for a %d-byte streaming buffer" % slot)
+                self._drop_idle_rings()
             if self.scratch is None:
                 return None
             self.slots = [_Slot(i, self.scratch.ptr + i * slot) for i in range(n)]
@@ -705,9 +709,36 @@ class ModuleOffload:
                 if not must:
                     return None
                 self._release_prepared()
+                self._drop_idle_rings()
                 self._big_buf = self.device.scratch(size, size=size)
             self._big = _Slot(-1, self._big_buf.ptr)
         return self._big
+
+    def _drop_idle_rings(self):
+        """Note [Rings of idle models]
+        Every offload that streams keeps a ring of scratch slots (and maybe an
+        oversize slot), which, unlike VBAR pages, nothing evicts. Several models
+        of a pipeline on one device would each hold one while only one runs, and
+        under a tight budget the rings alone can leave no room for the running
+        model's. So when this model must have a streaming buffer and there is
+        no room, the other offloads on the device that are not in a forward
+        give theirs back (after a synchronize: their last slots may still be
+        read); they make them again when they next stream."""
+        for o in list(_live):
+            if o is self or o._closed or o._depth or o.device is not self.device:
+                continue
+            if o.scratch is None and o._big_buf is None:
+                continue
+            o._sync.synchronize()
+            o._release_prepared()
+            if o.scratch is not None:
+                o._close_ring()
+            if o._big_buf is not None:
+                o._big_buf.close()
+                o._big_buf = o._big = None
+                for u in o.units:
+                    u.slot_views.pop(-1, None)
+            o.counters["rings_dropped"] = o.counters.get("rings_dropped", 0) + 1
 
     def _close_ring(self):
         self.scratch.close()
@@ -1127,6 +1158,7 @@ class ModuleOffload:
             self.vbar.unpin(0, self._vbar_bytes, _STREAM_NONE)  # synchronized above
         if _last_run.get(self.device) is self:
             del _last_run[self.device]
+        _live.discard(self)
         if isinstance(self._sync, _HostSync):
             self._sync.close()
         for obj in (self.scratch, self._big_buf, self.vbar):
