@@ -9,6 +9,7 @@ packages=(
   libcriterion-dev libcapstone-dev
   libamdhip64-dev libze-dev libze1
   python3-pytest python3-numpy python3-hypothesis python3-torch python3-matplotlib
+  python3-venv python3-pip lintian
 )
 
 missing=()

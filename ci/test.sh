@@ -6,6 +6,12 @@
 #   tsan      TSan build in build-tsan/, ctest -L $TSAN_LABELS
 #   python    pytest of bindings/python/tests against build/'s libvramswap
 #   install   ci/test_install.sh: install into a DESTDIR, build consumers, run them
+#   comfy     pytest of bindings/comfy_aimdo/tests (the comfy_aimdo drop-in and the
+#             ComfyUI scenario on the simulator and the driver emulators)
+#   packaging ci/test_pip.sh (offline pip, wheel with the library, in venvs) and
+#             ci/test_deb.sh (cpack -G DEB in build-deb/, lintian, dpkg -i, run, purge)
+#   bare      ci/test_bare.sh: configure with every optional dependency hidden in
+#             build-bare/; a working sim-only build that says what it lacks
 #
 # `ci/test.sh` runs them all; `ci/test.sh asan tsan` only those named. Every
 # tier runs even when an earlier one failed. The last line is
@@ -19,7 +25,7 @@ TSAN_LABELS='stress'                      # ctest -L regex for the TSan build
 DEFAULT_EXCLUDE='gpu'                     # ctest -LE regex for the default build
 JOBS=2                                    # build and ctest parallelism
 PYTHON=${PYTHON:-/usr/bin/python3}        # the Debian interpreter (python3-* packages)
-ALL_TIERS=(default asan tsan python install)
+ALL_TIERS=(default asan tsan python install comfy packaging bare)
 
 # allocator_may_return_null: an impossible malloc returns NULL as it does
 # without ASan (the library reports VS_ERR_OUT_OF_MEMORY) instead of aborting.
@@ -34,7 +40,7 @@ banner() {
 configure_and_build() {   # build_dir cmake-args...
   local dir=$1
   shift
-  cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@"
+  cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DVS_WERROR=ON "$@"
   cmake --build "$dir" -j"$JOBS"
 }
 
@@ -111,6 +117,44 @@ tier_install() {
   echo "1 0" >"$count_file"
 }
 
+tier_comfy() {
+  configure_and_build build   # a no-op when the default tier built it
+  local lib log rc=0 summary passed failed
+  lib=$(readlink -f build/core/libvramswap.so)
+  echo "comfy: VRAMSWAP_LIBRARY=$lib"
+  log=$(mktemp)
+  VRAMSWAP_LIBRARY=$lib PYTHONPATH=bindings/python:bindings/comfy_aimdo PYTHONDONTWRITEBYTECODE=1 \
+    "$PYTHON" -m pytest -W error -p no:cacheprovider bindings/comfy_aimdo/tests 2>&1 | tee "$log" || rc=$?
+  summary=$(grep -E '^=+ .*( passed| failed| error| no tests ran).* in [0-9.]+s' "$log" | tail -n 1 || true)
+  rm -f "$log"
+  passed=$(grep -oE '[0-9]+ passed' <<<"$summary" | awk '{n += $1} END {print n + 0}' || true)
+  failed=$(grep -oE '[0-9]+ (failed|errors?)' <<<"$summary" | awk '{n += $1} END {print n + 0}' || true)
+  [ -n "$summary" ] && echo "$passed $failed" >"$count_file"
+  return "$rc"
+}
+
+tier_packaging() {
+  configure_and_build build   # a no-op when the default tier built it
+  local log
+  log=$(mktemp)
+  bash ci/test_pip.sh build 2>&1 | tee "$log"
+  bash ci/test_deb.sh build-deb 2>&1 | tee -a "$log"
+  local n
+  n=$(sed -n 's/^test_\(pip\|deb\): \([0-9]*\) checks passed$/\2/p' "$log" | awk '{n += $1} END {print n + 0}')
+  rm -f "$log"
+  echo "$n 0" >"$count_file"
+}
+
+tier_bare() {
+  local log
+  log=$(mktemp)
+  bash ci/test_bare.sh build-bare 2>&1 | tee "$log"
+  local n
+  n=$(sed -n 's/^bare: \([0-9]*\) checks passed$/\1/p' "$log")
+  rm -f "$log"
+  [ -n "$n" ] && echo "$n 0" >"$count_file"
+}
+
 # --tier NAME COUNT_FILE: run one tier in this process, so that `set -e` holds
 # inside it (bash ignores -e in functions called from an `if`).
 if [ "${1:-}" = "--tier" ]; then
@@ -166,7 +210,8 @@ done
 banner "summary"
 printf '%s\n' "${summary[@]}"
 echo "total time $((SECONDS - start))s"
-echo "counted: ctest tests (default, asan, tsan), pytest tests (python), 1 for the install check;" \
+echo "counted: ctest tests (default, asan, tsan), pytest tests (python), 1 for the install check," \
+     "the checks of packaging and bare;" \
      "a tier that failed before its tests ran counts as 1 failure"
 echo "$total_passed passed, $total_failed failed"
 [ "$total_failed" -eq 0 ]

@@ -58,7 +58,7 @@ if grep -q '^VS_BUILD_CLI:BOOL=ON' "$build/CMakeCache.txt"; then
   [ -x "$root/bin/vramswap" ] || fail "bin/vramswap not installed"
   man=$(find "$root" -path '*/man1/vramswap.1' | head -n 1)
   [ -n "$man" ] || fail "man page vramswap.1 not installed"
-  "$root/bin/vramswap" --version | grep -q '^vramswap ' || fail "installed CLI does not run"
+  grep -q '^vramswap ' <<<"$("$root/bin/vramswap" --version)" || fail "installed CLI does not run"
   check "CLI runs from bin/ (RPATH or system libdir)"
   if command -v groff >/dev/null 2>&1; then
     LC_ALL=C.UTF-8 groff -man -Tutf8 -ww -z "$man" 2>"$work/groff.log" || true
@@ -126,4 +126,45 @@ grep -q "$dest" "$work/consumer/build/CMakeCache.txt" || fail "find_package did 
 cmake --build "$work/consumer/build" >"$work/build.log" || { cat "$work/build.log"; fail "CMake consumer does not build"; }
 LD_LIBRARY_PATH=$libdir "$work/consumer/build/by-cmake" || fail "find_package consumer failed"
 check "consumer built with find_package(vramswap $version) runs"
+# 3. A relocated install (`--prefix` at install time): the .pc names the new
+#    prefix (Note [Relocated pkg-config file]); a pkg-config consumer builds and
+#    runs against it; the Python package there finds its library by itself.
+reloc=$work/reloc
+cmake --install "$build" --prefix "$reloc" >"$work/install-reloc.log"
+rpc=$(find "$reloc" -name vramswap.pc | head -n 1)
+[ -n "$rpc" ] || fail "relocated install has no vramswap.pc"
+grep -qx "prefix=$reloc" "$rpc" || fail "relocated vramswap.pc says $(grep '^prefix=' "$rpc")"
+rlib=$(dirname "$(find "$reloc" -name 'libvramswap.so' | head -n 1)")
+# shellcheck disable=SC2046
+cc -std=c11 -Wall -Wextra -Werror -DVRAMSWAP_EXPECTED_VERSION="\"$version\"" \
+  "$work/consumer/consumer.c" -o "$work/consumer/by-pkgconfig-reloc" \
+  $(PKG_CONFIG_PATH=$(dirname "$rpc") PKG_CONFIG_LIBDIR=$(dirname "$rpc") pkg-config --cflags --libs vramswap) \
+  || fail "pkg-config consumer of the relocated install does not build"
+LD_LIBRARY_PATH=$rlib "$work/consumer/by-pkgconfig-reloc" || fail "relocated pkg-config consumer failed"
+check "install --prefix elsewhere: vramswap.pc says prefix=$reloc; pkg-config consumer builds and runs"
+
+if grep -q '^VS_INSTALL_PYTHON:BOOL=ON' "$build/CMakeCache.txt"; then
+  pydir=$(sed -n 's/^VS_PYTHON_INSTALL_DIR:STRING=//p' "$build/CMakeCache.txt")
+  pyexe=$(sed -n 's/^Python3_EXECUTABLE:FILEPATH=//p' "$build/CMakeCache.txt")
+  pyexe=${pyexe:-/usr/bin/python3}
+  case $pydir in /*) rpy=$pydir ;; *) rpy=$reloc/$pydir ;; esac
+  [ -f "$rpy/vramswap/_install.py" ] || fail "Python package not installed in $rpy"
+  (cd "$work" && env -u VRAMSWAP_LIBRARY PYTHONPATH="$rpy" PYTHONDONTWRITEBYTECODE=1 "$pyexe" -c "
+import vramswap, sys
+assert vramswap.library_path.startswith('$reloc/'), vramswap.library_path
+vramswap.memory_stats()
+vramswap.shutdown()
+") 2>"$work/py.log" || { cat "$work/py.log"; fail "relocated Python package does not import"; }
+  check "relocated Python package imports and finds its library ($pyexe, no VRAMSWAP_LIBRARY)"
+  # The default directory is one the interpreter searches for this prefix.
+  bprefix=$(sed -n 's/^CMAKE_INSTALL_PREFIX:PATH=//p' "$build/CMakeCache.txt")
+  case $pydir in /*) want=$pydir ;; *) want=$bprefix/$pydir ;; esac
+  "$pyexe" - "$want" <<'PY' || fail "$pyexe does not search $want (VS_PYTHON_INSTALL_DIR)"
+import sys, os, site
+want = os.path.normpath(sys.argv[1])
+paths = [os.path.normpath(p) for p in sys.path + site.getsitepackages()]
+sys.exit(0 if want in paths else 1)
+PY
+  check "VS_PYTHON_INSTALL_DIR $want is on $pyexe's search path"
+fi
 echo "test_install: all checks passed"

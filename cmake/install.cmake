@@ -27,7 +27,16 @@ install(FILES ${PROJECT_SOURCE_DIR}/backends/sim/include/vramswap/sim.h
 # pkg-config. The install directories may be absolute (a distribution passes
 # -DCMAKE_INSTALL_LIBDIR=/usr/lib/...); the .pc file names them relative to
 # ${prefix} when they lie under it, so that `pkg-config --define-variable=prefix=`
-# and PKG_CONFIG_SYSROOT_DIR work.
+# and PKG_CONFIG_SYSROOT_DIR work. The prefix itself is written at install time
+# (Note [Relocated pkg-config file]).
+#
+# Note [Relocated pkg-config file]
+# `cmake --install build --prefix <elsewhere>` changes CMAKE_INSTALL_PREFIX after
+# configure; a .pc written at configure time kept the old prefix, and consumers
+# of the relocated install did not find vramswap.h. So configure writes a
+# template with @VS_PC_PREFIX@ left in, and an install(CODE) step fills in the
+# prefix the install actually uses (DESTDIR is not part of it, as it must not be).
+# ci/test_install.sh checks a relocated install with a pkg-config consumer.
 foreach(kind LIBDIR INCLUDEDIR)
   set(dir "${CMAKE_INSTALL_FULL_${kind}}")
   string(FIND "${dir}/" "${CMAKE_INSTALL_PREFIX}/" at)
@@ -39,7 +48,11 @@ foreach(kind LIBDIR INCLUDEDIR)
     set(VS_PC_${kind} "${dir}")
   endif()
 endforeach()
-configure_file(${PROJECT_SOURCE_DIR}/cmake/vramswap.pc.in ${PROJECT_BINARY_DIR}/vramswap.pc @ONLY)
+set(VS_PC_PREFIX "@VS_PC_PREFIX@")   # kept for the install step
+configure_file(${PROJECT_SOURCE_DIR}/cmake/vramswap.pc.in ${PROJECT_BINARY_DIR}/vramswap.pc.in @ONLY)
+install(CODE "set(VS_PC_PREFIX \"\${CMAKE_INSTALL_PREFIX}\")
+  configure_file(\"${PROJECT_BINARY_DIR}/vramswap.pc.in\" \"${PROJECT_BINARY_DIR}/vramswap.pc\" @ONLY)"
+  COMPONENT development)
 install(FILES ${PROJECT_BINARY_DIR}/vramswap.pc
   DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig COMPONENT development)
 

@@ -11,7 +11,8 @@
 static const char info_usage[] =
     "usage: vramswap info [--json]\n"
     "\n"
-    "List the backends compiled into libvramswap, whether each is available (and\n"
+    "Say whether allocation interception (the hook engine) was compiled in, then\n"
+    "list the backends compiled into libvramswap, whether each is available (and\n"
     "why not), and for every available device its name, memory, mapping\n"
     "granularity, VBAR page size, whether it is integrated, and its budget.\n"
     "\n"
@@ -119,13 +120,32 @@ static int run_info(int argc, char **argv)
 
     int status = VS_CLI_EXIT_OK;
     size_t count = vs_backend_count();
+    /* Interception (the hook engine) may be compiled out: say so loudly, since
+     * without it PyTorch's own allocations on a GPU are not seen. */
+    int hooks = 0;
+    char hook_desc[256] = "";
+    vs_status hst = vs_hook_engine_info(&hooks, hook_desc, sizeof hook_desc);
+    if (hst != VS_OK) {
+        vs_cli_report_status("vs_hook_engine_info", hst);
+        status = VS_CLI_EXIT_FAILURE;
+    }
     if (json) {
         printf("{\"version\": ");
         vs_cli_json_string(stdout, vs_version());
-        printf(", \"backends\": [");
+        printf(", \"interception\": {\"available\": %s, \"detail\": ", hooks ? "true" : "false");
+        vs_cli_json_string(stdout, hook_desc);
+        printf("}, \"backends\": [");
     } else {
-        printf("vramswap %s, %zu backend%s compiled in\n\nbackends:\n", vs_version(), count,
-               count == 1 ? "" : "s");
+        printf("vramswap %s, %zu backend%s compiled in\n\n", vs_version(), count, count == 1 ? "" : "s");
+        if (hooks)
+            printf("interception: available (hook engine: %s)\n\n", hook_desc);
+        else
+            printf("interception: NOT AVAILABLE: this libvramswap was built without the hook engine\n"
+                   "  (%s).\n"
+                   "  Allocations made directly through the CUDA/HIP/Level Zero drivers (PyTorch's own\n"
+                   "  tensors) are not intercepted or limited; rebuild with Capstone to get it.\n\n",
+                   hook_desc);
+        printf("backends:\n");
     }
     /* Text output lists backends first, then devices; keep the infos. */
     vs_backend_info *infos = calloc(count ? count : 1, sizeof *infos);

@@ -103,6 +103,13 @@ VS_API vs_status vs_constant_at(size_t i, const char **name, int64_t *value);
 /* "0.1.0" */
 VS_API const char *vs_version(void);
 
+/* Whether this build has the hook engine that allocation interception on the
+ * GPU backends needs (VS_DEVICE_INTERCEPT; the sim backend intercepts without
+ * it): *available 1 or 0; desc (may be NULL with desc_len 0) gets how it was
+ * built or why it was left out, e.g. "left out: Capstone not found at build
+ * time (Debian/Ubuntu: libcapstone-dev)". VS_ERR_INVALID_ARGUMENT. */
+VS_API vs_status vs_hook_engine_info(int *available, char *desc, size_t desc_len);
+
 /* ---------------------------------------------------------------- logging */
 
 typedef enum vs_log_level {
@@ -146,7 +153,9 @@ typedef struct vs_device vs_device_t;
 typedef uint64_t vs_devptr_t;
 
 typedef enum vs_device_flag {
-    VS_DEVICE_INTERCEPT = 1u << 0   /* install allocation interception for this backend */
+    VS_DEVICE_INTERCEPT = 1u << 0,  /* install allocation interception for this backend */
+    VS_DEVICE_NO_REGROW = 1u << 1   /* watermarks rise only on prioritize/set_watermark
+                                       (Note [Watermark regrowth] in regrow.c) */
 } vs_device_flag;
 
 typedef struct vs_device_config {
@@ -159,6 +168,13 @@ typedef struct vs_device_config {
                                much memory in total (usage by others included) */
     uint64_t mem_poll_ns;   /* longest age of the driver's free-memory figure before it
                                is asked again (default 2 ms; 0 = every time) */
+    /* Watermark regrowth (Note [Watermark regrowth] in core/src/regrow.c): */
+    uint64_t regrow_delay_ns;     /* quiet time after a VBAR's last eviction before its
+                                     watermark may rise again (default 20 ms) */
+    uint64_t regrow_delay_max_ns; /* the quiet time doubles, up to this, whenever a regrowth
+                                     is evicted again within it (default 320 ms) */
+    uint64_t regrow_margin;       /* bytes of the free budget a regrowth leaves free
+                                     (default 0: the headroom already is) */
 } vs_device_config;
 
 /* Fill defaults, then apply the VRAMSWAP_CONF environment variable
@@ -246,6 +262,9 @@ typedef struct vs_stats {
     uint64_t cur_scratch, peak_scratch;
     uint64_t cur_intercepted, peak_intercepted;
     uint64_t cur_host_registered, peak_host_registered;
+    uint64_t regrowths;              /* watermarks raised without prioritize */
+    uint64_t regrown_bytes;          /* by how much, in total */
+    uint64_t regrow_backoffs;        /* regrowths evicted again within their quiet time */
 } vs_stats;
 
 VS_API vs_status vs_device_get_stats(vs_device_t *dev, vs_stats *stats);

@@ -1,5 +1,6 @@
 /* Device configuration: defaults and the VRAMSWAP_CONF environment variable
- * ("limit:8G,headroom:512M,page_size:32M,log:info,intercept:1,mem_poll_ns:2000000"),
+ * ("limit:8G,headroom:512M,page_size:32M,log:info,intercept:1,mem_poll_ns:2000000",
+ * regrowth: "regrow:1,regrow_delay_ns:20000000,regrow_delay_max_ns:320000000,regrow_margin:0"),
  * in the style of PYTORCH_CUDA_ALLOC_CONF. A malformed entry is an error (the
  * caller learns about a typo instead of silently running with defaults). */
 #include <ctype.h>
@@ -13,6 +14,9 @@
 
 #define VS_DEFAULT_HEADROOM ((uint64_t)256 << 20)
 #define VS_DEFAULT_POLL_NS 2000000ull
+#define VS_DEFAULT_REGROW_DELAY_NS 20000000ull      /* 20 ms */
+#define VS_DEFAULT_REGROW_DELAY_MAX_NS 320000000ull /* 320 ms */
+#define VS_DEFAULT_REGROW_MARGIN 0ull /* the headroom is the room left; see regrow.c */
 
 uint64_t vs_now_ns(void)
 {
@@ -86,6 +90,19 @@ static bool parse_bool(const char *s, uint32_t *flags, uint32_t bit)
     return false;
 }
 
+/* "regrow:0" sets VS_DEVICE_NO_REGROW (regrowth is on by default). */
+static bool parse_regrow(const char *s, uint32_t *flags)
+{
+    uint32_t on = 0;
+    if (!parse_bool(s, &on, 1u))
+        return false;
+    if (on)
+        *flags &= ~(uint32_t)VS_DEVICE_NO_REGROW;
+    else
+        *flags |= VS_DEVICE_NO_REGROW;
+    return true;
+}
+
 static vs_status apply_conf(vs_device_config *cfg, const char *conf)
 {
     char *copy = strdup(conf);
@@ -118,11 +135,20 @@ static vs_status apply_conf(vs_device_config *cfg, const char *conf)
             ok = vs_parse_size(val, &cfg->mem_poll_ns);
         else if (strcmp(key, "intercept") == 0)
             ok = parse_bool(val, &cfg->flags, VS_DEVICE_INTERCEPT);
+        else if (strcmp(key, "regrow") == 0)
+            ok = parse_regrow(val, &cfg->flags);
+        else if (strcmp(key, "regrow_delay_ns") == 0)
+            ok = vs_parse_size(val, &cfg->regrow_delay_ns);
+        else if (strcmp(key, "regrow_delay_max_ns") == 0)
+            ok = vs_parse_size(val, &cfg->regrow_delay_max_ns);
+        else if (strcmp(key, "regrow_margin") == 0)
+            ok = vs_parse_size(val, &cfg->regrow_margin);
         else if (strcmp(key, "log") == 0)
             ok = vs_parse_log_level(val, &level) && vs_set_log_level(level) == VS_OK;
         else {
             vs_log(VS_LOG_ERROR, "VRAMSWAP_CONF: unknown key '%s' (limit, headroom, page_size, "
-                                 "mem_poll_ns, intercept, log)", key);
+                                 "mem_poll_ns, intercept, regrow, regrow_delay_ns, "
+                                 "regrow_delay_max_ns, regrow_margin, log)", key);
             st = VS_ERR_INVALID_ARGUMENT;
             break;
         }
@@ -145,6 +171,9 @@ VS_API vs_status vs_device_config_init(vs_device_config *cfg)
     c.struct_size = sizeof c;
     c.headroom = VS_DEFAULT_HEADROOM;
     c.mem_poll_ns = VS_DEFAULT_POLL_NS;
+    c.regrow_delay_ns = VS_DEFAULT_REGROW_DELAY_NS;
+    c.regrow_delay_max_ns = VS_DEFAULT_REGROW_DELAY_MAX_NS;
+    c.regrow_margin = VS_DEFAULT_REGROW_MARGIN;
     const char *env = getenv("VRAMSWAP_CONF");
     if (env && *env) {
         vs_status st = apply_conf(&c, env);

@@ -141,7 +141,7 @@ VS_API vs_status vs_device_open(const char *backend, int ordinal, const vs_devic
         if (st != VS_OK)
             return st;
     }
-    if (c.flags & ~(uint32_t)VS_DEVICE_INTERCEPT)
+    if (c.flags & ~(uint32_t)(VS_DEVICE_INTERCEPT | VS_DEVICE_NO_REGROW))
         return VS_ERR_INVALID_ARGUMENT;
 
     size_t bi;

@@ -19,7 +19,8 @@
  * candidate, least important first.
  * When a VBAR loses a page its watermark drops to that page's offset (if
  * lower): faults needing non-resident pages above it fail fast until the VBAR is
- * prioritized again (vbar.c).
+ * prioritized again (vbar.c) or regrows once the pressure is gone (Note
+ * [Watermark regrowth] in regrow.c).
  *
  * Note [Page lifetime and events]
  * ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
@@ -145,6 +146,7 @@ vs_status vs_evict_page(vs_device_t *dev, struct vs_vbar *v, size_t i, vs_bphys 
     dev->stats.bytes_evicted += page;
     if ((uint64_t)i * page < v->watermark)
         v->watermark = (uint64_t)i * page;
+    vs_regrow_note_eviction(dev, v); /* Note [Watermark regrowth] in regrow.c */
     return VS_OK;
 }
 

@@ -92,6 +92,11 @@ struct vs_vbar {
     size_t resident;             /* pages with a chunk */
     size_t pinned;               /* pages with pins > 0 */
     vs_page *pages;
+    /* regrowth (Note [Watermark regrowth] in regrow.c) */
+    uint64_t last_evict_ns;      /* when a page of this VBAR was last evicted; 0 = never */
+    uint64_t last_regrow_ns;     /* the last regrowth not yet judged; 0 = none */
+    uint64_t regrow_delay_ns;    /* current quiet time (starts at cfg.regrow_delay_ns) */
+    uint64_t regrow_tried_ns;    /* last attempt that found no room; 0 = none */
 };
 
 typedef struct vs_chunkvec {
@@ -212,6 +217,14 @@ vs_status vs_reclaim_locked(vs_device_t *dev, uint64_t bytes, uint64_t *freed);
 void vs_evref_put(vs_device_t *dev, vs_evref *ev);
 /* Wait until the page's last use completed. */
 vs_status vs_page_wait(vs_device_t *dev, vs_page *pg);
+
+/* ---------------------------------------------------------------- regrowth (regrow.c) */
+
+/* A page of v was just evicted: judge the last regrowth, restart the quiet time. */
+void vs_regrow_note_eviction(vs_device_t *dev, struct vs_vbar *v);
+/* A fault needs page idx of v, not resident, at or above the watermark: raise the
+ * watermark if the rule allows. True when page idx is below the watermark now. */
+bool vs_regrow(vs_device_t *dev, struct vs_vbar *v, size_t idx);
 
 /* ---------------------------------------------------------------- backend calls with policy */
 

@@ -359,7 +359,7 @@ VS_API vs_status vs_vbar_fault(vs_vbar_t *v, uint64_t offset, uint64_t size, uin
         const vs_page *pg = &v->pages[i];
         if (!pg->chunk) {
             missing++;
-            if ((uint64_t)i * page >= v->watermark) {
+            if ((uint64_t)i * page >= v->watermark && !vs_regrow(dev, v, i)) {
                 dev->stats.fault_not_resident++;
                 dev->stats.fault_fast_fails++;
                 vs_dev_release(dev);

@@ -921,6 +921,8 @@ def parse_args(argv):
                     help="vramswap.Device keys, e.g. 'page_size=32M,intercept=0,headroom=512M'")
     ap.add_argument("--vs-offload", default="",
                     help="vramswap.torch.offload keys, e.g. 'prefetch=2,placement=sequential'")
+    ap.add_argument("--dynamic", action="store_true", help="then the dynamic family (tests/bench/dynamic.py)")
+    __import__("dynamic").add_args(ap)
     ap.add_argument("--verbose", action="store_true", help="print tracebacks of failing methods")
     ap.add_argument("--strict", action="store_true",
                     help="exit 1 if a method failed or an output differs from resident (smoke tests)")
@@ -1015,6 +1017,9 @@ def main(argv=None):
     masters.clear()
     ctx.drop_pinned()
     accel.clean()
+    if a.dynamic:  # the dynamic family (tests/bench/dynamic.py), after the steady rows
+        results["dynamic"] = __import__("dynamic").run(
+            ctx, a, lambda r: save(a, dict(results, dynamic=r)))  # partial results survive a timeout
     results["bandwidth"]["pinned_end_Bps"] = bandwidth(accel, bw_bytes, pinned=True)
     results["meta"] = machine_info(accel, versions)
     results["meta"]["options"] = {k: v for k, v in vars(a).items() if k not in ("dry_run",)}
@@ -1031,6 +1036,7 @@ def main(argv=None):
         bad = ["%s/%s: %s" % (w["name"], m, r.get("error") or "output differs from resident")
                for w in results["workloads"] for m, r in w["methods"].items()
                if r["status"] == "failed" or r.get("exact") is False]
+        bad += __import__("dynamic").failures(results["dynamic"]) if a.dynamic else []
         for b in bad:
             print("strict: " + b, file=sys.stderr)
         return 1 if bad else 0

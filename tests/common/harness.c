@@ -108,7 +108,10 @@ vt_env *vt_open(const vt_params *p)
     vs_device_config cfg;
     VT_OK(vs_device_config_init(&cfg));
     uint64_t gran = p->granularity ? p->granularity : 64 * VT_KIB;
-    cfg.flags = p->flags;
+    cfg.flags = p->flags | (p->regrow ? 0u : (uint32_t)VS_DEVICE_NO_REGROW);
+    cfg.regrow_delay_ns = p->regrow_delay_ns;
+    cfg.regrow_delay_max_ns = p->regrow_delay_max_ns;
+    cfg.regrow_margin = p->regrow_margin;
     cfg.page_size = p->page_size ? p->page_size : gran;
     cfg.headroom = p->headroom;
     cfg.limit = p->limit;

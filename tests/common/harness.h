@@ -17,7 +17,8 @@
  * The harness opens devices with headroom 0 (the default 256 MiB would swallow a
  * small simulated device), mem_poll_ns 0 (every budget decision sees the driver's
  * current free figure, so tests are deterministic) and granularity = page size
- * = 64 KiB unless asked otherwise. VRAMSWAP_CONF and VRAMSWAP_SIM are unset by
+ * = 64 KiB unless asked otherwise. Watermark regrowth is off (it depends on
+ * time) unless vt_params.regrow asks for it, with the delays and margin given. VRAMSWAP_CONF and VRAMSWAP_SIM are unset by
  * vt_init so the caller's environment cannot change a test.
  */
 #ifndef VS_TEST_HARNESS_H
@@ -70,6 +71,8 @@ typedef struct vt_params {
     int ordinal;              /* which simulated device (default 0) */
     int device_count;         /* simulated devices (default max(1, ordinal + 1)) */
     int integrated;           /* report an integrated GPU */
+    int regrow;               /* watermark regrowth on (default off, see Note [Harness defaults]) */
+    uint64_t regrow_delay_ns, regrow_delay_max_ns, regrow_margin; /* with regrow (default 0) */
 } vt_params;
 
 /* One open device and what a test usually needs about it. */

@@ -114,7 +114,7 @@ vs_status vsc_open_device(vsc_ctx *t, uint32_t flags)
     vs_status st = vs_device_config_init(&c); /* VRAMSWAP_CONF may choose the page size */
     if (st != VS_OK)
         return st;
-    c.flags = flags;
+    c.flags = flags | VS_DEVICE_NO_REGROW; /* the watermark tests check the bare rule */
     c.headroom = 0;     /* Note [Conformance sizes] */
     c.limit = 0;
     c.mem_poll_ns = 0;

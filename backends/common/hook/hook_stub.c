@@ -1,9 +1,13 @@
 /* The hook engine when libvramswap is built without it (VS_HOOKS=OFF, or AUTO
- * without Capstone's static library and headers): the same API, refusing.
+ * without Capstone's library and headers): the same API, refusing.
  * Backends then run without allocation interception. */
 #include <stdio.h>
 
 #include "hook.h"
+
+#ifndef VS_HOOK_ENGINE_DESC
+#define VS_HOOK_ENGINE_DESC "left out"
+#endif
 
 int vs_hook_engine_available(void)
 {
@@ -16,7 +20,7 @@ vs_status vs_hook_install(void *target, void *replacement, void **original_out, 
     if (!target || !replacement || !original_out || !out || (!why && why_len))
         return VS_ERR_INVALID_ARGUMENT;
     if (why && why_len)
-        snprintf(why, why_len, "%s", "built without the hook engine (Capstone not found)");
+        snprintf(why, why_len, "%s", "built without the hook engine (" VS_HOOK_ENGINE_DESC ")");
     return VS_ERR_NOT_SUPPORTED;
 }
 

@@ -256,8 +256,8 @@ def test_pipeline_offload_matches_the_resident_pipeline(dev, share):
             assert c["passes"] == 2 * (1 + 3 + 1) and c["streamed"] > 0
             if share == 3:
                 assert c.get("rings_dropped", 0) > 0, c
-            # The unet keeps (some of) the memory while the pipeline denoises.
-            assert po.offloads["unet"].vbar.loaded_size > 0
+            if share == 2:  # room for it: the unet keeps some of the memory (the VAE ran last)
+                assert po.offloads["unet"].vbar.loaded_size > 0
             dev.check()
         assert dev.children() == []
     finally:

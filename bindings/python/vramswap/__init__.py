@@ -40,6 +40,7 @@ from .device import (
     MemoryInfo,
     Stats,
     backends,
+    current_device,
     default_device,
     devices,
     init,
@@ -80,7 +81,7 @@ _log.install()
 
 __all__ = [
     "__version__", "library_version", "library_path", "logger",
-    "init", "shutdown", "default_device", "is_initialized", "devices", "backends",
+    "init", "shutdown", "current_device", "default_device", "is_initialized", "devices", "backends",
     "Device", "VBAR", "Allocation", "ScratchBuffer", "HostBuffer", "Stream", "Event",
     "BackendInfo", "DeviceProps", "MemoryInfo", "Stats",
     "memory_stats", "memory_summary", "parse_conf", "parse_size",

@@ -48,9 +48,24 @@ def _desc(e):
     return status_str(e.status)
 
 
+def _hooks():
+    from .device import _hook_engine
+    h = _hook_engine()
+    return h["hook_engine"], h["hook_engine_detail"]
+
+
 def _text(infos, probe):
     lines = ["vramswap %s, %d backend%s compiled in" % (
-        library_version(), len(infos), "" if len(infos) == 1 else "s"), "", "backends:"]
+        library_version(), len(infos), "" if len(infos) == 1 else "s"), ""]
+    hooks, detail = _hooks()
+    if hooks:
+        lines += ["interception: available (hook engine: %s)" % detail, ""]
+    else:
+        lines += ["interception: NOT AVAILABLE: this libvramswap was built without the hook engine",
+                  "  (%s)." % detail,
+                  "  Allocations made directly through the CUDA/HIP/Level Zero drivers (PyTorch's own",
+                  "  tensors) are not intercepted or limited; rebuild with Capstone to get it.", ""]
+    lines.append("backends:")
     for b in infos:
         if b.available:
             lines.append("  %-12s available, %d device%s" % (
@@ -83,7 +98,9 @@ def _text(infos, probe):
 
 
 def _json(infos, probe):
-    doc = {"version": library_version(), "backends": []}
+    hooks, detail = _hooks()
+    doc = {"version": library_version(),
+           "interception": {"available": hooks, "detail": detail}, "backends": []}
     for b in infos:
         entry = {"name": b.name, "available": b.available,
                  "device_count": b.device_count if b.available else 0,

@@ -18,6 +18,8 @@ limit, headroom, page_size : sizes (int bytes or "8G", "512M", "64K", "1T";
 mem_poll_ns : int nanoseconds (the size grammar, as in C)
 intercept : bool (1/0, true/false, on/off)
 log : level (off, error, warn/warning, info, debug, trace or 0-5)
+regrow : bool (default on); regrow_delay_ns, regrow_delay_max_ns, regrow_margin :
+    sizes (Note [Watermark regrowth] in core/src/regrow.c, docs/design.md)
 backend, device : which device to open (keyword arguments only; the C parser
     of VRAMSWAP_CONF does not accept them)
 """
@@ -31,7 +33,8 @@ import re
 from . import _lib, errors
 
 # Keys VRAMSWAP_CONF may contain (the C parser's set).
-ENV_KEYS = ("limit", "headroom", "page_size", "mem_poll_ns", "intercept", "log")
+ENV_KEYS = ("limit", "headroom", "page_size", "mem_poll_ns", "intercept", "log",
+            "regrow", "regrow_delay_ns", "regrow_delay_max_ns", "regrow_margin")
 # Keys vramswap.init() and Device() accept.
 KEYS = ENV_KEYS + ("backend", "device")
 
@@ -116,6 +119,10 @@ _PARSERS = {
     "page_size": parse_size,
     "mem_poll_ns": parse_size,
     "intercept": parse_bool,
+    "regrow": parse_bool,
+    "regrow_delay_ns": parse_size,
+    "regrow_delay_max_ns": parse_size,
+    "regrow_margin": parse_size,
     "log": parse_log_level,
     "backend": _parse_backend,
     "device": parse_ordinal,
@@ -165,10 +172,14 @@ def make_config(options):
     env_conf()  # a readable error for a malformed VRAMSWAP_CONF before C sees it
     cfg = _lib.vs_device_config()
     errors.check(_lib.LIB.vs_device_config_init(ctypes.byref(cfg)), "vs_device_config_init")
-    for key in ("limit", "headroom", "page_size", "mem_poll_ns"):
+    for key in ("limit", "headroom", "page_size", "mem_poll_ns", "regrow_delay_ns",
+                "regrow_delay_max_ns", "regrow_margin"):
         if key in options:
             setattr(cfg, key, options[key])
     if "intercept" in options:
         bit = _lib.constant("VS_DEVICE_INTERCEPT")
         cfg.flags = (cfg.flags | bit) if options["intercept"] else (cfg.flags & ~bit)
+    if "regrow" in options:
+        bit = _lib.constant("VS_DEVICE_NO_REGROW")
+        cfg.flags = (cfg.flags & ~bit) if options["regrow"] else (cfg.flags | bit)
     return cfg

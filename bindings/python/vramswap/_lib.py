@@ -38,6 +38,10 @@ Note [Library search order]
    (``_install.py``, generated at configure time; absent in the source tree).
 4. The system: ``ctypes.util.find_library("vramswap")``, then
    ``libvramswap.so.<major>`` through the dynamic loader's normal search.
+5. The library directories of the usual install prefixes (``sys.prefix``,
+   ``/usr/local``, ``/usr``), for a ``cmake --install`` that the loader's cache
+   does not know yet (no ``ldconfig`` run): a package installed with pip then
+   imports without ``VRAMSWAP_LIBRARY``.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+import sys
 from ctypes import (
     CFUNCTYPE,
     POINTER,
@@ -96,6 +101,13 @@ def _candidates():
     if found:
         yield found, "system"
     yield "libvramswap.so.%d" % ABI_MAJOR, "system"
+    name = "libvramswap.so.%d" % ABI_MAJOR
+    multiarch = getattr(sys.implementation, "_multiarch", None)
+    for prefix in dict.fromkeys((sys.prefix, sys.base_prefix, "/usr/local", "/usr")):
+        for sub in ("lib", "lib64") + (("lib/" + multiarch,) if multiarch else ()):
+            p = os.path.join(prefix, sub, name)
+            if os.path.exists(p):
+                yield p, "prefix"
 
 
 def _load():
@@ -135,6 +147,9 @@ class vs_device_config(Structure):
         ("headroom", c_uint64),
         ("limit", c_uint64),
         ("mem_poll_ns", c_uint64),
+        ("regrow_delay_ns", c_uint64),
+        ("regrow_delay_max_ns", c_uint64),
+        ("regrow_margin", c_uint64),
     ]
 
 
@@ -177,6 +192,7 @@ class vs_stats(Structure):
         "cur_scratch", "peak_scratch",
         "cur_intercepted", "peak_intercepted",
         "cur_host_registered", "peak_host_registered",
+        "regrowths", "regrown_bytes", "regrow_backoffs",
     )]
 
 
@@ -196,6 +212,7 @@ PROTOTYPES = {
     "vs_constant": (vs_status, [c_char_p, POINTER(c_int64)]),
     "vs_constant_at": (vs_status, [c_size_t, POINTER(c_char_p), POINTER(c_int64)]),
     "vs_version": (c_char_p, []),
+    "vs_hook_engine_info": (vs_status, [POINTER(c_int), c_char_p, c_size_t]),
 
     "vs_set_log_level": (vs_status, [c_int]),
     "vs_get_log_level": (c_int, []),

@@ -19,16 +19,17 @@ _L = _lib.LIB
 _byref = ctypes.byref
 
 
-def _record(name, struct, doc, convert=None):
+def _record(name, struct, doc, convert=None, extra=()):
     """A frozen dataclass with the fields of a ctypes struct (one source of truth:
-    the declarations in _lib)."""
+    the declarations in _lib), then the ``extra`` fields, given to from_struct
+    as keywords."""
     convert = convert or {}
-    cls = dataclasses.make_dataclass(name, [f for f, _ in struct._fields_], frozen=True)
+    cls = dataclasses.make_dataclass(name, [f for f, _ in struct._fields_] + list(extra), frozen=True)
     cls.__doc__ = doc
     cls.__module__ = "vramswap"
 
-    def from_struct(s):
-        values = {}
+    def from_struct(s, **more):
+        values = dict(more)
         for f, _ in struct._fields_:
             v = getattr(s, f)
             if isinstance(v, bytes):
@@ -46,8 +47,12 @@ BackendInfo = _record("BackendInfo", _lib.vs_backend_info,
                       "A compiled-in backend: name, available, device_count, why.",
                       {"available": bool})
 DeviceProps = _record("DeviceProps", _lib.vs_device_props,
-                      "Properties of an open device (sizes in bytes).",
-                      {"integrated": bool, "intercepting": bool})
+                      "Properties of an open device (sizes in bytes). ``hook_engine``: "
+                      "whether the library was built with the hook engine that "
+                      "interception on GPU backends needs; ``hook_engine_detail``: "
+                      "how it was built, or why it was left out.",
+                      {"integrated": bool, "intercepting": bool},
+                      extra=("hook_engine", "hook_engine_detail"))
 MemoryInfo = _record("MemoryInfo", _lib.vs_memory_info,
                      "A fresh view of the device's memory budget (bytes).")
 Stats = _record("Stats", _lib.vs_stats,
@@ -134,9 +139,10 @@ class Device(Resource):
             if "log" in options:
                 _log.set_level(options["log"])
             out = ctypes.c_void_p()
-            errors.check(_L.vs_device_open(backend.encode() if backend else None, ordinal,
-                                           _byref(cfg), _byref(out)),
-                         "vs_device_open(%r, %d)" % (backend or "auto", ordinal))
+            st = _L.vs_device_open(backend.encode() if backend else None, ordinal,
+                                   _byref(cfg), _byref(out))
+            if st:
+                raise _open_error(st, backend, ordinal)
             self._own(out.value, _L.vs_device_close, (out.value,))
             register_device(self)
         props = _lib.vs_device_props()
@@ -145,7 +151,12 @@ class Device(Resource):
         except BaseException:
             self.close()
             raise
-        self._props = DeviceProps._from_struct(props)
+        self._props = DeviceProps._from_struct(props, **_hook_engine())
+        if self._props.backend == "sim" and backend in (None, "auto"):
+            _warn_sim_fallback(ordinal)
+        # intercept requested without the hook engine: the library itself logs a
+        # WARNING naming the reason (vs_registry_intercept_ref); props.intercepting
+        # and props.hook_engine tell programs.
 
     # ------------------------------------------------------------ identity
 
@@ -320,6 +331,58 @@ class Device(Resource):
         return "%s:%d %r page_size=%d" % (p.backend, p.ordinal, p.name, p.page_size)
 
 
+# ---------------------------------------------------------------- open diagnostics
+
+def _hook_engine():
+    """DeviceProps' extra fields from vs_hook_engine_info."""
+    available = ctypes.c_int(0)
+    desc = ctypes.create_string_buffer(256)
+    errors.check(_L.vs_hook_engine_info(_byref(available), desc, len(desc)), "vs_hook_engine_info")
+    return {"hook_engine": bool(available.value),
+            "hook_engine_detail": desc.value.decode("utf-8", "replace")}
+
+
+def _unavailable_gpu_backends():
+    """"name: why" for each compiled-in GPU backend without a device."""
+    out = []
+    for b in backends():
+        if b.name != "sim" and not (b.available and b.device_count):
+            out.append("%s: %s" % (b.name, b.why or "no device"))
+    return out
+
+
+def _warn_sim_fallback(ordinal):
+    """backend "auto" found no GPU and opened the simulated device (CPU memory):
+    say so loudly, since a user expecting a GPU would otherwise not notice."""
+    why = _unavailable_gpu_backends()
+    _log.logger.warning("no GPU backend has a device (%s); backend 'auto' fell back to "
+                        "the simulated device sim:%d, which uses CPU memory",
+                        "; ".join(why) if why else "none compiled into this library", ordinal)
+
+
+def _open_error(status, backend, ordinal):
+    """The exception for a failed vs_device_open, with the backend's reason
+    (e.g. "libcuda.so.1 not found") when a backend was named."""
+    what = "vs_device_open(%r, %d)" % (backend or "auto", ordinal)
+    try:
+        infos = {b.name: b for b in backends()}
+    except errors.VramswapError:  # pragma: no cover - the probe itself failed
+        infos = {}
+    if backend in (None, "auto"):
+        why = _unavailable_gpu_backends() if infos else []
+        if why:
+            what += " [%s]" % "; ".join(why)
+    elif backend not in infos:
+        what += " [no backend %r in this library; it has %s]" % (backend, ", ".join(sorted(infos)))
+    else:
+        b = infos[backend]
+        if not b.available:
+            what += " [backend %s unavailable: %s]" % (backend, b.why or "no reason given")
+        elif ordinal >= b.device_count:
+            what += " [backend %s has %d device(s)]" % (backend, b.device_count)
+    return errors.error(status, what)
+
+
 # ---------------------------------------------------------------- default device
 
 _default = None
@@ -353,6 +416,16 @@ def default_device():
         raise errors.NoDeviceError(_lib.CONSTANTS["VS_ERR_NO_DEVICE"],
                                    "no default device: call vramswap.init() first")
     return d
+
+
+def current_device():
+    """The default device, opened with init() (VRAMSWAP_CONF, then the
+    defaults: backend "auto") on first use, as torch.cuda initialises lazily.
+    Module-level functions (memory_stats, memory_summary) use it."""
+    d = _default
+    if d is not None and not d.closed:
+        return d
+    return init()
 
 
 def is_initialized():

@@ -5,7 +5,8 @@ memory view (vs_memory_info) into one dict of ints:
 
 - counters by their C names: "faults", "fault_hits", "fault_maps",
   "fault_not_resident", "fault_fast_fails", "pages_mapped", "pages_evicted",
-  "bytes_mapped", "bytes_evicted", "chunks_created", ... "mem_polls";
+  "bytes_mapped", "bytes_evicted", "chunks_created", ... "mem_polls",
+  "regrowths", "regrown_bytes", "regrow_backoffs";
 - usage gauges as "<what>.current" / "<what>.peak": "weights", "scratch",
   "intercepted", "host_registered" (bytes);
 - the budget as "memory.<field>": "memory.total", "memory.headroom",
@@ -21,11 +22,11 @@ from __future__ import annotations
 
 import dataclasses
 
-from .device import default_device
+from .device import current_device
 
 
 def _device(device):
-    return default_device() if device is None else device
+    return current_device() if device is None else device
 
 
 def memory_stats(device=None):
@@ -111,5 +112,7 @@ def memory_summary(device=None):
     count("driver retries (transient)", s["transient_retries"])
     count("driver failures", s["backend_failures"])
     count("free-memory polls", s["mem_polls"])
+    count("watermark regrowths", s["regrowths"], "%s (%d backed off)" % (
+        format_size(s["regrown_bytes"]), s["regrow_backoffs"]))
     lines.append("=" * width)
     return "\n".join(lines) + "\n"

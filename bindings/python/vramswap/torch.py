@@ -63,8 +63,9 @@ import weakref
 
 import torch
 
-from . import _lib, errors
+from . import _lib, _residency, errors
 from .buffers import HostBuffer, ScratchBuffer
+from . import _dlpack
 from .device import Device, default_device
 from .vbar import Allocation
 
@@ -82,6 +83,8 @@ def torch_device(device):
         return torch.device("cpu")
     if device.backend in ("cuda", "hip"):
         return torch.device("cuda", device.ordinal)
+    if device.backend == "level_zero":   # Intel: XPU tensors through DLPack (_dlpack.py)
+        return torch.device("xpu", device.ordinal)
     raise errors.not_supported("vramswap.torch: no torch device for backend %r" % device.backend)
 
 
@@ -135,6 +138,8 @@ def as_tensor(target, dtype=torch.uint8, shape=None, device=None, offset=0, nbyt
     addr = ptr + offset
     if tdev.type == "cpu":
         raw = torch.frombuffer((ctypes.c_uint8 * nbytes).from_address(addr), dtype=torch.uint8)
+    elif tdev.type == "xpu":
+        raw = _dlpack.oneapi_tensor(addr, nbytes, tdev.index or 0)
     else:
         raw = torch.as_tensor(_CudaArray(addr, nbytes), device=tdev)
     return raw.view(dtype).view(shape)
@@ -995,6 +1000,7 @@ class ModuleOffload:
         self._depth -= 1
         if self._depth:
             return
+        _residency.pass_end(self)  # Note [Residency cooperation]
         if self._resident_pass:
             self._resident_pass = False
             self.vbar.unpin(0, self._vbar_bytes, self._sync.compute_handle())
@@ -1102,7 +1108,7 @@ class ModuleOffload:
                 streamed.append(u)
         resident.sort(key=lambda u: order.index(u))
         slot = _align(max(u.size for u in streamed)) if streamed else None
-        return resident + streamed, slot
+        return _residency.nested_layout(resident, streamed, large), slot  # Note [Nested spread]
 
     # ------------------------------------------------------------ queries, lifetime
 
