@@ -286,9 +286,14 @@ static vs_status host_grow(vs_device_t *dev, struct vs_host_buffer *b, uint64_t 
     b->nsegs--; /* reserved a slot; committed below only on success */
     if (mprotect(b->base + from, (size_t)len, PROT_READ | PROT_WRITE) != 0)
         return VS_ERR_OUT_OF_MEMORY;
-    long os_page = sysconf(_SC_PAGESIZE);
-    for (uint64_t o = 0; o < len; o += (uint64_t)os_page)
-        ((volatile uint8_t *)b->base)[from + o] = 0; /* pre-touch */
+    /* Pre-touch: the kernel populates the range in one call (Linux >= 5.14),
+     * 10x faster than a write fault per 4 KiB page (1.5 GiB took 12 s that
+     * way in a VM); the page loop remains for older kernels. */
+    if (madvise(b->base + from, (size_t)len, MADV_POPULATE_WRITE) != 0) {
+        long os_page = sysconf(_SC_PAGESIZE);
+        for (uint64_t o = 0; o < len; o += (uint64_t)os_page)
+            ((volatile uint8_t *)b->base)[from + o] = 0;
+    }
     vs_status st = dev->ops->host_register(dev->bdev, b->base + from, len);
     if (st != VS_OK) {
         decommit(b, from, target);

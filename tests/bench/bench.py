@@ -29,6 +29,9 @@ docs/performance.md explains the method; in short:
 
 --device cpu runs the same code on the CPU with vramswap's simulated device (a
 smoke test of the harness: tiny sizes, timings mean nothing).
+
+generate() with a KV cache (the decode workload) is tests/bench/decode.py, which
+reuses parse_size, bandwidth and Accel from here.
 """
 
 from __future__ import annotations

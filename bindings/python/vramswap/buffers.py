@@ -160,10 +160,12 @@ class HostBuffer(Resource):
             self._views.append(weakref.ref(arr))
             return memoryview(arr).cast("B")
 
+    owner = None  # what made the buffer and what its views are, named when closing is refused
+
     def _check_closable(self):
         if self.live_views():
-            raise errors.busy("HostBuffer has %d live view(s); release them before closing"
-                              % len(self._views))
+            raise errors.busy("HostBuffer has %d live view(s)%s; release them before closing"
+                              % (len(self._views), " (%s)" % self.owner if self.owner else ""))
 
     def _describe(self):
         return "ptr=%#x size=%d max_size=%d" % (self._ptr, self.size, self._max)

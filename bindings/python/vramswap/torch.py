@@ -19,7 +19,8 @@ Note [Module offload]
 memory and moves them just in time:
 
 - Units: every submodule that owns parameters or buffers directly (a Linear, a
-  LayerNorm). Each unit is one contiguous range in the model's VBAR and one in a
+  LayerNorm), or a parent that reads its children's weights with its whole
+  subtree (Note [Units]). Each unit is one contiguous range in the model's VBAR and one in a
   pinned HostBuffer (the canonical copy: ``param.data`` points there between
   forwards, so ``state_dict()``/``parameters()`` always see valid memory).
 - Order: units are placed in registration order, and the first forward records
@@ -45,13 +46,20 @@ memory and moves them just in time:
   forward: prioritizing clears the watermark, which is what stops thrashing).
 - Inference only: a forward with autograd enabled on parameters that require
   grad raises; use ``torch.no_grad()``/``torch.inference_mode()``.
+- Presentation: between forwards the module answers ``.device`` with the
+  execution device (Note [Presenting the execution device]); the root moves
+  its inputs there.
 Limitations: a parameter shared by two modules (tied weights) belongs to the
-first; the other module's forward sees the host copy.
+first; the other module's forward sees the host copy unless both are in one
+unit (``units=`` their common parent).
 """
 
 from __future__ import annotations
 
 import ctypes
+import logging
+import time
+import weakref
 
 import torch
 
@@ -64,6 +72,7 @@ from .vbar import Allocation
 _H2D = _lib.CONSTANTS["VS_COPY_HOST_TO_DEVICE"]
 _STREAM_NONE = _lib.CONSTANTS["VS_STREAM_NONE"] & ((1 << 64) - 1)
 _memcpy = _lib.LIB.vs_memcpy_async
+_log = logging.getLogger("vramswap")
 
 _ALIGN = 256  # bytes; alignment of every parameter inside a unit
 
@@ -188,9 +197,12 @@ class _CudaSync:
 
     host_compute = False
 
-    def __init__(self, tdev):
+    def __init__(self, tdev, stream=None):
         self.tdev = tdev
-        self.copy_stream = torch.cuda.Stream(tdev)
+        if stream is not None and not isinstance(stream, torch.cuda.Stream):
+            raise errors.invalid_argument("vramswap.torch.offload: stream= must be a torch.cuda.Stream "
+                                          "on this device, not %r" % (stream,))
+        self.copy_stream = stream if stream is not None else torch.cuda.Stream(tdev)
         self.copy_handle = self.copy_stream.cuda_stream
         self._current = torch.cuda.current_stream
         self.index = tdev.index if tdev.index is not None else torch.cuda.current_device()
@@ -227,9 +239,14 @@ class _HostSync:
 
     host_compute = True
 
-    def __init__(self, device):
+    def __init__(self, device, stream=None):
+        from .streams import Stream
+        if stream is not None and not isinstance(stream, Stream):
+            raise errors.invalid_argument("vramswap.torch.offload: stream= must be a vramswap Stream of "
+                                          "the simulated device, not %r" % (stream,))
         self.device = device
-        self.stream = device.stream()
+        self.own = stream is None
+        self.stream = device.stream() if stream is None else stream
         self.copy_handle = self.stream.handle
 
     def event(self):
@@ -254,10 +271,170 @@ class _HostSync:
         self.stream.synchronize()
 
     def close(self):
-        self.stream.close()
+        if self.own:
+            self.stream.close()
+
+
+# torch.nn modules whose forward reads their children's weights (Note [Units]).
+_GROUP_TYPES = [torch.nn.MultiheadAttention, torch.nn.TransformerEncoderLayer,
+                torch.nn.TransformerDecoderLayer]
+
+
+def _no_trace(fn):
+    """`fn`, never traced by torch.compile (Note [Hooks and torch.compile]);
+    `fn` itself on a torch without Dynamo (1.x).
+
+    torch.compiler.disable's wrapper swaps Dynamo's frame callback on every
+    call, microseconds per hook in eager mode, where nothing traces: so the
+    hook calls `fn` directly unless Dynamo is tracing it (is_compiling() is a
+    constant True there) or Dynamo's frame callback is installed (the hook
+    runs natively inside a compiled region, after a graph break): then it goes
+    through the disabled wrapper, under which nothing `fn` calls is traced.
+    The hook's own code is skipped by Dynamo (disable(recursive=False)), so a
+    traced caller breaks the graph at the hook instead of compiling it."""
+    compiler = getattr(torch, "compiler", None)
+    disable = getattr(compiler, "disable", None)
+    compiling = getattr(compiler, "is_compiling", None)
+    if disable is None or compiling is None:
+        try:
+            import torch._dynamo as dynamo  # torch 2.0 - 2.2
+        except ImportError:
+            return fn
+        disable = disable or dynamo.disable
+        compiling = compiling or getattr(dynamo, "is_compiling", None)
+    disabled = disable(fn)
+    try:
+        from torch._C._dynamo.eval_frame import get_eval_frame_callback as callback
+    except ImportError:
+        callback = None
+    if compiling is None or callback is None:
+        return disabled  # no cheap test: always through the wrapper
+
+    def hook(*args, **kwargs):
+        if compiling() or callback() not in (None, False):
+            return disabled(*args, **kwargs)
+        return fn(*args, **kwargs)
+    hook.__wrapped__ = fn
+    try:
+        return disable(hook, recursive=False)
+    except TypeError:  # a disable without recursive=
+        return hook
+
+
+def _register_pre(module, hook, with_kwargs):
+    """A forward pre-hook; with the keyword arguments when asked and torch
+    supports it (>= 2.0), so that the root can move them to the device."""
+    if with_kwargs:
+        try:
+            return module.register_forward_pre_hook(hook, with_kwargs=True)
+        except TypeError:  # torch 1.x: positional arguments only
+            pass
+    return module.register_forward_pre_hook(hook)
+
+
+def _move(obj, tdev):
+    """`obj` with every tensor inside tuples, lists and dicts on `tdev`, or
+    `obj` itself (the same object) when nothing had to move."""
+    if isinstance(obj, torch.Tensor):
+        return obj if obj.device == tdev else obj.to(tdev, non_blocking=True)
+    if isinstance(obj, (tuple, list)):
+        items = [_move(x, tdev) for x in obj]
+        if all(a is b for a, b in zip(items, obj)):
+            return obj
+        if isinstance(obj, tuple) and hasattr(obj, "_fields"):  # a namedtuple
+            return type(obj)(*items)
+        return type(obj)(items)
+    if isinstance(obj, dict):
+        moved = {k: _move(v, tdev) for k, v in obj.items()}
+        if all(moved[k] is v for k, v in obj.items()):
+            return obj
+        try:
+            out = type(obj)(moved)
+        except TypeError:
+            out = dict(moved)
+        return out
+    return obj
+
+
+_presented = {}  # class -> its subclass answering the execution device
+
+
+def _presented_class(cls):
+    """cls with a ``device`` property that answers the offload's execution
+    device (Note [Presenting the execution device])."""
+    sub = _presented.get(cls)
+    if sub is None:
+        def device(self):
+            return self.__dict__["_vramswap_device"]
+        sub = type(cls.__name__, (cls,), {"device": property(device), "__module__": cls.__module__,
+                                          "__qualname__": getattr(cls, "__qualname__", cls.__name__),
+                                          "_vramswap_presented": cls})
+        _presented[cls] = sub
+    return sub
+
+
+def _refuse_twice(module):
+    """A module, or a submodule of it, offloaded already (and not closed) is refused:
+    two offloads would each repoint the same parameters at their own memory."""
+    for name, m in module.named_modules():  # every submodule of an offloaded one is marked
+        off = m.__dict__.get("_vramswap_offload")
+        if off is not None and not off._closed:
+            where = "it" if m is module else "its submodule %r" % name
+            raise errors.invalid_argument(
+                "vramswap.torch.offload: %s is offloaded already (by %r); close() that offload first"
+                % (where, off))
+
+
+class _Progress:
+    """Progress of copying weights into the host copy: a tqdm bar when tqdm is
+    importable, else a log line per 10 %. `enabled`: None = only from 1 GiB."""
+
+    def __init__(self, total, enabled, what):
+        self.total = total
+        self.done = 0
+        self.enabled = total >= (1 << 30) if enabled is None else bool(enabled)
+        self.what = what
+        self.bar = None
+        self.next_log = 0.1
+
+    def __enter__(self):
+        if self.enabled:
+            self.t0 = time.perf_counter()
+            _log.info("vramswap.torch.offload(%s): pinning %.2f GiB of host memory", self.what,
+                      self.total / (1 << 30))
+        return self
+
+    def pinned(self):
+        """The host memory is pinned; the copy starts."""
+        if not self.enabled:
+            return
+        try:
+            from tqdm.auto import tqdm
+            self.bar = tqdm(total=self.total, unit="B", unit_scale=True, unit_divisor=1024,
+                            desc="vramswap offload %s" % self.what)
+        except ImportError:
+            _log.info("vramswap.torch.offload(%s): pinned in %.1f s; copying %.2f GiB", self.what,
+                      time.perf_counter() - self.t0, self.total / (1 << 30))
+
+    def update(self, n):
+        if not self.enabled:
+            return
+        self.done += n
+        if self.bar is not None:
+            self.bar.update(n)
+        elif self.total and self.done >= self.next_log * self.total:
+            _log.info("vramswap.torch.offload(%s): %d%% (%.2f of %.2f GiB)", self.what,
+                      100 * self.done // self.total, self.done / (1 << 30), self.total / (1 << 30))
+            while self.next_log * self.total <= self.done:
+                self.next_log += 0.1
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.close()
 
 
 _last_run = {}  # vramswap Device -> the ModuleOffload that ran last on it
+_live = weakref.WeakSet()  # open ModuleOffloads (Note [Rings of idle models])
 _deferred = []  # host buffers of closed offloads that tensors (a state_dict) still view
 
 
@@ -277,14 +454,20 @@ class ModuleOffload:
     offload]). Use :func:`offload`; ``close()`` (or the context manager) puts
     ordinary tensors back on their original devices."""
 
-    def __init__(self, module, device=None, prefetch=3, lookahead=8, placement="auto", stream=None):
+    def __init__(self, module, device=None, prefetch=3, lookahead=8, placement="auto", stream=None,
+                 units=None, move_inputs=True, progress=None):
+        if not isinstance(module, torch.nn.Module):
+            raise errors.invalid_argument("vramswap.torch.offload: %r is not a torch.nn.Module" % (module,))
         if placement not in ("auto", "sequential", "spread"):
             raise errors.invalid_argument("placement must be 'auto', 'sequential' or 'spread'")
         if prefetch < 1 or lookahead < 1:
             raise errors.invalid_argument("prefetch and lookahead must be >= 1")
+        _refuse_twice(module)
         self.device = _vramswap_device(device)
         self.module = module
         self.tdevice = torch_device(self.device)
+        self.stream = stream
+        self.move_inputs = bool(move_inputs)
         self.prefetch = int(prefetch)      # ring slots for streamed units
         self.lookahead = int(lookahead)    # units prepared ahead of the running one
         self.placement = placement
@@ -310,61 +493,172 @@ class ModuleOffload:
         self._pos = 0             # index in _order of the next unit expected
         self._depth = 0           # root forwards in progress (re-entrancy)
         self._root_hooks = []
+        self._classes = []        # (module, its own class) for modules presented on the device
+        self._set_hint = False    # hf_device_map was set by _present
         self._closed = False
+        self._build_units(module, units)
+        for m in module.modules():
+            m.__dict__["_vramswap_offload"] = self  # _refuse_twice
+        try:
+            self._setup(progress)
+        except BaseException:
+            self.close()
+            raise
+
+    def _build_units(self, module, extra):
+        """Note [Units]
+        A unit is normally a submodule that owns parameters or buffers directly
+        (a Linear): its forward hooks put its tensors on the device. That is
+        only right if nobody else reads them. Some parents read their children's
+        weights in their own forward: nn.MultiheadAttention passes
+        out_proj.weight to F.multi_head_attention_forward (out_proj's forward
+        never runs), nn.TransformerEncoderLayer's inference fast path hands every
+        weight of the layer to one fused kernel. Such a parent is one unit
+        with every tensor of its subtree (group roots), chosen by:
+        - class: _GROUP_TYPES (the torch.nn modules known to do it) plus
+          `units` (classes or qualified module names) given by the caller;
+        - shape: a module that owns tensors itself and whose descendants own
+          fewer bytes than it does (an attention block with its output
+          projection): reading its children is likely, and grouping is cheap.
+        The outermost group root takes its whole subtree. A tensor shared by
+        two modules (tied weights) belongs to the first unit that has it; the
+        other module sees the host copy unless both are in one group."""
+        extra = list(extra or ())
+        names = {x for x in extra if isinstance(x, str)}
+        types = tuple(_GROUP_TYPES) + tuple(x for x in extra if isinstance(x, type))
+        bad = [x for x in extra if not isinstance(x, (str, type))]
+        if bad:
+            raise errors.invalid_argument("vramswap.torch.offload: units= takes module classes or "
+                                          "qualified names, not %r" % (bad,))
+        known = {n for n, _ in module.named_modules()}
+        missing = sorted(names - known)
+        if missing:
+            raise errors.invalid_argument("vramswap.torch.offload: units= names no submodule %s" % missing)
+
+        def own_bytes(m):
+            return sum(t.numel() * t.element_size() for t in list(m._parameters.values()) +
+                       list(m._buffers.values()) if t is not None)
+
+        def is_root(name, m):
+            if name in names or isinstance(m, types):
+                return True
+            own = own_bytes(m)
+            if not own:
+                return False
+            below = sum(own_bytes(c) for _, c in m.named_modules() if c is not m)
+            return 0 < below <= own
+
         seen = set()
+        group = None  # (prefix, unit) of the group root whose subtree we are in
         for name, m in module.named_modules():
-            u = _Unit(len(self.units), name, m)
+            if group is not None and not (group[0] == "" or name.startswith(group[0] + ".")):
+                group = None
+            if group is not None:
+                u = group[1]
+            else:
+                u = _Unit(len(self.units), name, m)
+                if is_root(name, m) and any(True for c in m.children()):
+                    group = (name, u)
             for pname, prm in m._parameters.items():
                 if prm is None or id(prm) in seen:
                     continue
                 seen.add(id(prm))
-                u.tensors.append(("p", pname, prm, u.size, prm.device))
+                u.tensors.append((m, "p", pname, prm, u.size, prm.device))
                 u.size = _align(u.size + prm.numel() * prm.element_size())
             for bname, buf in m._buffers.items():
                 if buf is None or id(buf) in seen:
                     continue
                 seen.add(id(buf))
-                u.tensors.append(("b", bname, buf, u.size, buf.device))
+                u.tensors.append((m, "b", bname, buf, u.size, buf.device))
                 u.size = _align(u.size + buf.numel() * buf.element_size())
-            if u.tensors:
+            if u.tensors and not (self.units and self.units[-1] is u):
+                u.index = len(self.units)
                 self.units.append(u)
-        try:
-            self._setup()
-        except BaseException:
-            self.close()
-            raise
 
     # ------------------------------------------------------------ setup
 
-    def _setup(self):
+    def _setup(self, progress):
         if not self.units:
             return
         dev = self.device
-        self._sync = _HostSync(dev) if self.tdevice.type == "cpu" else _CudaSync(self.tdevice)
+        self._sync = (_HostSync(dev, self.stream) if self.tdevice.type == "cpu"
+                      else _CudaSync(self.tdevice, self.stream))
         off = 0
         for u in self.units:
             u.host_off = off
             off += u.size
-        self.host = dev.host_buffer(off, size=off)
-        with torch.no_grad(), _normal_mode():
+        with torch.no_grad(), _normal_mode(), _Progress(off, progress, type(self.module).__name__) as progress:
+            self.host = dev.host_buffer(off, size=off)  # pinning: often the longest part
+            self.host.owner = ("the host copy of vramswap.torch.offload(%s)'s weights: tensors taken from "
+                               "the module while it was offloaded, such as a state_dict() or parameters, "
+                               "still view it" % type(self.module).__name__)
+            progress.pinned()
             for u in self.units:
-                for kind, name, t, toff, _ in u.tensors:
+                for mod, kind, name, t, toff, _ in u.tensors:
                     hv = as_tensor(self.host, t.dtype, t.shape, offset=u.host_off + toff)
                     hv.copy_(t.detach())
                     u.host_views.append(hv)
-                    self._assign(u.module, kind, name, hv)
-                u.tensors = [(k, n, None, o, d) for (k, n, _, o, d) in u.tensors]  # drop the originals
+                    self._assign(mod, kind, name, hv)
+                    progress.update(t.numel() * t.element_size())
+                u.tensors = [(m, k, n, None, o, d) for (m, k, n, _, o, d) in u.tensors]  # drop the originals
                 if not self._sync.host_compute:
                     u.copy_event = self._sync.event()
         self._layout(list(self.units))
         mi = dev.memory_info()
         if sum(u.size for u in self.units) > mi.available + mi.evictable:
             self._ring(False)  # it will stream: take the ring before the weights fill the budget
-        self._root_hooks.append(self.module.register_forward_pre_hook(self._pass_begin))
+        # Note [Hooks and torch.compile]
+        # The hooks repoint parameters (``.data =``), fault, copy and unpin:
+        # none of it can be traced. Dynamo runs them eagerly (a graph break at
+        # each unit boundary) and compiles the module code in between, where
+        # the parameters are ordinary device tensors of fixed shape, dtype and
+        # device, so the guards hold from one pass to the next.
+        self._root_hooks.append(_register_pre(self.module, _no_trace(self._root_pre), True))
         for u in self.units:
-            u.hooks.append(u.module.register_forward_pre_hook(self._make_pre(u)))
-            u.hooks.append(u.module.register_forward_hook(self._make_post(u)))
-        self._root_hooks.append(self.module.register_forward_hook(self._pass_end))
+            u.hooks.append(_register_pre(u.module, _no_trace(self._make_pre(u)), False))
+            u.hooks.append(u.module.register_forward_hook(_no_trace(self._make_post(u))))
+        self._root_hooks.append(self.module.register_forward_hook(_no_trace(self._pass_end)))
+        self._present()
+        _live.add(self)
+
+    def _present(self):
+        """Note [Presenting the execution device]
+        Between forwards the parameters are the pinned host copy: that is the
+        only place their data always is (a VBAR page can be evicted at any
+        moment by an allocation on any thread, so a device tensor over it would
+        dangle, and state_dict() must read correct data). Code that asks a
+        module where it runs -- transformers' ``model.device`` (the first
+        parameter's device), which generate() uses to build its tensors --
+        must hear the execution device, though. So every submodule whose class
+        has a ``device`` attribute gets a subclass (made once per class, same
+        name, isinstance unchanged) whose ``device`` property answers the
+        execution device; ``close()`` restores the class. The module also
+        carries accelerate's hint ``hf_device_map = {"": index}`` unless it
+        has one (a GPU only), and every submodule ``_vramswap_offload``. ``next(model.parameters()).device``
+        stays the truth (cpu): the parameters are not on the GPU between
+        forwards."""
+        tdev = self.tdevice
+        for _, m in self.module.named_modules():
+            cls = type(m)
+            if isinstance(getattr(cls, "device", None), property):
+                try:
+                    m.__class__ = _presented_class(cls)
+                except Exception as e:  # noqa: BLE001 -- a class that refuses subclassing: say so
+                    _log.warning("vramswap.torch.offload: cannot present %s on %s (%s); its .device "
+                                 "reports its parameters' device", cls.__name__, tdev, e)
+                    continue
+                m._vramswap_device = tdev
+                self._classes.append((m, cls))
+        if tdev.type != "cpu" and not hasattr(self.module, "hf_device_map"):
+            # Not on the simulator: transformers reads "cpu" in a device map as offloaded
+            # to the CPU and looks for another device to execute on.
+            self.module.hf_device_map = {"": tdev.index if tdev.index is not None else str(tdev)}
+            self._set_hint = True
+
+    @property
+    def execution_device(self):
+        """The torch.device the module computes on."""
+        return self.tdevice
 
     def _layout(self, order):
         """(Re)create the VBAR with the units in `order` (most important first)."""
@@ -403,6 +697,7 @@ class ModuleOffload:
                 if attempt == 1:
                     raise errors.error(_lib.CONSTANTS["VS_ERR_OUT_OF_MEMORY"],
                                        "vramswap.torch: no room for a %d-byte streaming buffer" % slot)
+                self._drop_idle_rings()
             if self.scratch is None:
                 return None
             self.slots = [_Slot(i, self.scratch.ptr + i * slot) for i in range(n)]
@@ -419,9 +714,36 @@ class ModuleOffload:
                 if not must:
                     return None
                 self._release_prepared()
+                self._drop_idle_rings()
                 self._big_buf = self.device.scratch(size, size=size)
             self._big = _Slot(-1, self._big_buf.ptr)
         return self._big
+
+    def _drop_idle_rings(self):
+        """Note [Rings of idle models]
+        Every offload that streams keeps a ring of scratch slots (and maybe an
+        oversize slot), which, unlike VBAR pages, nothing evicts. Several models
+        of a pipeline on one device would each hold one while only one runs, and
+        under a tight budget the rings alone can leave no room for the running
+        model's. So when this model must have a streaming buffer and there is
+        no room, the other offloads on the device that are not in a forward
+        give theirs back (after a synchronize: their last slots may still be
+        read); they make them again when they next stream."""
+        for o in list(_live):
+            if o is self or o._closed or o._depth or o.device is not self.device:
+                continue
+            if o.scratch is None and o._big_buf is None:
+                continue
+            o._sync.synchronize()
+            o._release_prepared()
+            if o.scratch is not None:
+                o._close_ring()
+            if o._big_buf is not None:
+                o._big_buf.close()
+                o._big_buf = o._big = None
+                for u in o.units:
+                    u.slot_views.pop(-1, None)
+            o.counters["rings_dropped"] = o.counters.get("rings_dropped", 0) + 1
 
     def _close_ring(self):
         self.scratch.close()
@@ -435,7 +757,7 @@ class ModuleOffload:
         """Tensors over u's parameters and buffers laid out from device address ptr."""
         with _normal_mode():
             return [as_tensor(ptr, hv.dtype, hv.shape, device=self.tdevice, offset=toff)
-                    for (_, _, _, toff, _), hv in zip(u.tensors, u.host_views)]
+                    for (_, _, _, _, toff, _), hv in zip(u.tensors, u.host_views)]
 
     def _slot_views(self, u, slot):
         v = u.slot_views.get(slot.index)
@@ -534,8 +856,8 @@ class ModuleOffload:
                 if views is None:
                     views = u.vbar_views = self._views_at(u, self.vbar.base + u.off)
                 assign = self._assign
-                for (k, name, _, _, _), v in zip(u.tensors, views):
-                    assign(module, k, name, v)
+                for (m, k, name, _, _, _), v in zip(u.tensors, views):
+                    assign(m, k, name, v)
                 return
             if self._trace is not None:
                 self._trace.append(u)
@@ -563,16 +885,16 @@ class ModuleOffload:
             else:
                 views = self._slot_views(u, slot)
             assign = self._assign
-            for (k, name, _, _, _), v in zip(u.tensors, views):
-                assign(module, k, name, v)
+            for (m, k, name, _, _, _), v in zip(u.tensors, views):
+                assign(m, k, name, v)
         return pre
 
     def _make_post(self, u):
         def post(module, args, output):
             if self._resident_pass:
                 assign = self._assign
-                for (k, name, _, _, _), hv in zip(u.tensors, u.host_views):
-                    assign(module, k, name, hv)
+                for (m, k, name, _, _, _), hv in zip(u.tensors, u.host_views):
+                    assign(m, k, name, hv)
                 return
             self._finish(u)
         return post
@@ -580,8 +902,8 @@ class ModuleOffload:
     def _finish(self, u):
         kind, slot, _ = u.inflight.pop()
         assign = self._assign
-        for (k, name, _, _, _), hv in zip(u.tensors, u.host_views):
-            assign(u.module, k, name, hv)
+        for (m, k, name, _, _, _), hv in zip(u.tensors, u.host_views):
+            assign(m, k, name, hv)
         sync = self._sync
         if kind == "res":
             self.vbar.unpin(u.off, u.size, sync.compute_handle())
@@ -606,6 +928,22 @@ class ModuleOffload:
                 else:
                     slot.busy = False  # nothing read it; later copies into it are stream-ordered
 
+    def _root_pre(self, module, args, kwargs=None):
+        """The root's forward pre-hook: begin a pass, then move the inputs to
+        the execution device (accelerate's io_same_device for the inputs; the
+        outputs stay on the execution device, where the model's own tensors are)."""
+        self._pass_begin(module, args)
+        if not self.move_inputs or self._depth != 1:
+            return None
+        tdev = self.tdevice
+        margs = _move(args, tdev)
+        if kwargs is None:
+            return None if margs is args else margs
+        mkw = _move(kwargs, tdev)
+        if margs is args and mkw is kwargs:
+            return None
+        return margs, mkw
+
     def _pass_begin(self, module, args):
         if self._depth:
             self._depth += 1
@@ -618,8 +956,8 @@ class ModuleOffload:
             self._resident_pass = False
             self.vbar.unpin(0, self._vbar_bytes, _STREAM_NONE)
             for u in self.units:
-                for (k, name, _, _, _), hv in zip(u.tensors, u.host_views):
-                    self._assign(u.module, k, name, hv)
+                for (m, k, name, _, _, _), hv in zip(u.tensors, u.host_views):
+                    self._assign(m, k, name, hv)
         if any(u.inflight for u in self.units):  # a previous forward raised half way
             self._sync.synchronize()
             for u in self.units:
@@ -683,6 +1021,13 @@ class ModuleOffload:
                 if u.index not in seen:
                     seen.add(u.index)
                     order.append(u)
+            idle = [u.name for u in self.units if u.index not in seen]
+            if idle:
+                # Note [Units]: a parent that reads these weights saw the host copy.
+                _log.warning("vramswap.torch.offload(%s): %d unit(s) never ran their own forward in the "
+                             "first pass (%s); if a parent module reads their weights, pass "
+                             "units=[that parent's name or class]", type(self.module).__name__,
+                             len(idle), ", ".join(idle[:8]) + (", ..." if len(idle) > 8 else ""))
             order += [u for u in self.units if u.index not in seen]
             self._order = order
             self._relayout(order)
@@ -785,6 +1130,16 @@ class ModuleOffload:
         for h in self._root_hooks:
             h.remove()
         self._root_hooks = []
+        for m, cls in self._classes:  # Note [Presenting the execution device]
+            m.__class__ = cls
+            m.__dict__.pop("_vramswap_device", None)
+        self._classes = []
+        if self._set_hint:
+            self.module.__dict__.pop("hf_device_map", None)
+            self._set_hint = False
+        for m in self.module.modules():
+            if m.__dict__.get("_vramswap_offload") is self:
+                del m.__dict__["_vramswap_offload"]
         if self._sync is not None:
             self._sync.synchronize()
         for u in self.units:
@@ -798,8 +1153,8 @@ class ModuleOffload:
             self._release_prepared()
         with torch.no_grad():
             for u in self.units:
-                for (k, name, _, _, orig), hv in zip(u.tensors, u.host_views):
-                    self._assign(u.module, k, name, hv.to(orig, copy=True))
+                for (m, k, name, _, _, orig), hv in zip(u.tensors, u.host_views):
+                    self._assign(m, k, name, hv.to(orig, copy=True))
                 u.host_views = []
                 u.vbar_views = None
                 u.slot_views = {}
@@ -809,6 +1164,7 @@ class ModuleOffload:
             self.vbar.unpin(0, self._vbar_bytes, _STREAM_NONE)  # synchronized above
         if _last_run.get(self.device) is self:
             del _last_run[self.device]
+        _live.discard(self)
         if isinstance(self._sync, _HostSync):
             self._sync.close()
         for obj in (self.scratch, self._big_buf, self.vbar):
@@ -865,11 +1221,100 @@ def _initialized():
     return is_initialized()
 
 
-def offload(module, device=None, prefetch=3, lookahead=8, placement="auto", stream=None):
+def offload(module, device=None, prefetch=3, lookahead=8, placement="auto", stream=None, units=None,
+            move_inputs=True, progress=None):
     """Run `module` with its weights in vramswap memory of `device` (a vramswap
     Device, a torch device such as "cuda:0", or None for vramswap.init()'s
     device): ``off = offload(model, "cuda")``; ``model(x)`` as usual;
     ``off.close()`` to undo. `prefetch`: ring slots for weights that cannot stay
     resident; `lookahead`: units prepared ahead of the running one; `placement`:
-    "auto", "sequential" or "spread" (Note [Module offload])."""
-    return ModuleOffload(module, device, prefetch, lookahead, placement, stream)
+    "auto", "sequential" or "spread" (Note [Module offload]); `stream`: the
+    side stream the weight copies run on (a torch.cuda.Stream; on the simulator
+    a vramswap Stream), made by the offload when None; `units`: module classes
+    or qualified names whose forward reads their children's weights, each made
+    one unit with its subtree (Note [Units]); `move_inputs`: move tensors given
+    to the root module to the execution device; `progress`: show the copy into
+    pinned memory (tqdm, else log lines; None: only for 1 GiB or more). A module
+    (or a part of one) that is offloaded already is refused."""
+    return ModuleOffload(module, device, prefetch, lookahead, placement, stream, units, move_inputs,
+                         progress)
+
+
+def _pipeline_modules(obj):
+    """(name, module) pairs of a pipeline: a module, a dict or list of modules,
+    or an object whose ``components`` dict (diffusers) or attributes hold
+    modules. A module inside another one of the set is left to its parent."""
+    if isinstance(obj, torch.nn.Module):
+        pairs = [("", obj)]
+    elif isinstance(obj, dict):
+        pairs = list(obj.items())
+    elif isinstance(obj, (list, tuple)):
+        pairs = [(str(i), m) for i, m in enumerate(obj)]
+    else:
+        comps = getattr(obj, "components", None)
+        src = comps if isinstance(comps, dict) else getattr(obj, "__dict__", {})
+        pairs = [(k, v) for k, v in src.items() if not k.startswith("_")]
+    pairs = [(k, m) for k, m in pairs if isinstance(m, torch.nn.Module)]
+    inner = set()
+    for _, m in pairs:
+        inner.update(id(c) for c in m.modules() if c is not m)
+    out, seen = [], set()
+    for k, m in pairs:
+        if id(m) in inner or id(m) in seen:
+            continue
+        seen.add(id(m))
+        out.append((k, m))
+    return out
+
+
+class PipelineOffload:
+    """Several models of one pipeline offloaded together (see :func:`offload_pipeline`)."""
+
+    def __init__(self, pipeline, device=None, **kwargs):
+        pairs = _pipeline_modules(pipeline)
+        if not pairs:
+            raise errors.invalid_argument("vramswap.torch.offload_pipeline: no torch.nn.Module in %r"
+                                          % (pipeline,))
+        self.device = _vramswap_device(device)
+        self.offloads = {}
+        try:
+            for name, m in pairs:
+                self.offloads[name] = ModuleOffload(m, self.device, **kwargs)
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def execution_device(self):
+        return torch_device(self.device)
+
+    @property
+    def counters(self):
+        """The offloads' counters, summed."""
+        total = {}
+        for off in self.offloads.values():
+            for k, v in off.counters.items():
+                total[k] = total.get(k, 0) + v
+        return total
+
+    def close(self):
+        for off in reversed(list(self.offloads.values())):
+            off.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def offload_pipeline(pipeline, device=None, **kwargs):
+    """Offload every model of a pipeline with one call, like diffusers'
+    ``enable_model_cpu_offload()``: `pipeline` is a diffusers-style object
+    (its ``components`` or attributes that are modules: text encoder, UNet or
+    DiT, VAE), a dict or list of modules, or one module. Each model gets its own
+    VBAR on the same device; the one that starts a forward is prioritized, so
+    the model running now keeps the memory and the others give theirs up under
+    pressure. Keyword arguments go to :func:`offload`. Returns a
+    PipelineOffload (``offloads`` by name, summed ``counters``, ``close()``)."""
+    return PipelineOffload(pipeline, device, **kwargs)
