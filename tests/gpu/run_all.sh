@@ -39,13 +39,13 @@ step_env() {
   "$CLI" info
 }
 step_plain() {   # what a user does: no flags at all (ci/gpu_plain_build.sh)
-  JOBS=16 bash ci/gpu_plain_build.sh
+  env -u LD_LIBRARY_PATH -u VRAMSWAP_LIBRARY JOBS=16 bash ci/gpu_plain_build.sh
 }
 step_conformance() {
   "$CLI" conformance --backend cuda
 }
 step_pytest() {
-  python3 -m pytest -m gpu -v -p no:cacheprovider bindings/python/tests &&
+  python3 -m pytest -m gpu -v -p no:cacheprovider ${PYTEST_SEL:-bindings/python/tests} &&
   python3 -m pytest -q -p no:cacheprovider bindings/python/tests/test_init_fallback.py
 }
 step_comfy() {

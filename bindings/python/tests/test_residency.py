@@ -191,7 +191,8 @@ class FakeOffload:
 def test_cache_release_only_below_target_and_backs_off(dev, monkeypatch):
     clock = [100.0]
     monkeypatch.setattr(_residency.time, "monotonic", lambda: clock[0])
-    off = FakeOffload(dev, loaded=10, total=10)
+    T = 64 << 30                                     # the model's bytes
+    off = FakeOffload(dev, loaded=T, total=T)
     cache = FakeCache()
     coop = _residency.Cooperation(off, cache)
     big = 4 * coop.min_idle
@@ -203,7 +204,7 @@ def test_cache_release_only_below_target_and_backs_off(dev, monkeypatch):
     cache.reserved = big
     tick()
     assert cache.releases == 0, "released although the weights were at their target"
-    off.vbar.loaded_size = 5                         # below target, a large idle cache
+    off.vbar.loaded_size = T // 2                    # below target, a large idle cache
     tick(0.01)
     assert cache.releases == 0, "not rate-limited"
     tick()
@@ -243,6 +244,18 @@ def test_cache_release_only_below_target_and_backs_off(dev, monkeypatch):
     clock[0] += coop.interval + 1e-3
     coop.check(off)
     assert cache.releases == n + 1
+    # Weights short by less than min_idle: an idle cache that covers the
+    # shortfall is worth releasing, a smaller one is not.
+    short = coop.min_idle // 4
+    off.vbar.loaded_size = T - short
+    cache.reserved = short // 2
+    clock[0] += coop.interval + 1e-3
+    coop.check(off)
+    assert cache.releases == n + 1, "released a cache smaller than the shortfall"
+    cache.reserved = short
+    clock[0] += coop.interval + 1e-3
+    coop.check(off)
+    assert cache.releases == n + 2, "kept an idle cache that covers the shortfall"
 
 
 def test_cooperation_is_inert_on_the_simulator(dev):

@@ -17,7 +17,8 @@ So at the end of a root forward (:func:`pass_end`, called from
   2. the model's weights are below their target (fewer bytes loaded than the
      VBAR holds), and
   3. the caching allocator holds at least ``min_idle`` bytes reserved but not
-     allocated (default: max(256 MiB, one vramswap page)), and
+     allocated (default: max(256 MiB, one vramswap page)), or at least what the
+     weights miss when that is less (but one page at least), and
   4. the passes since the last check allocated, per pass and all allocations
      added up, at most half of that idle cache (the sum bounds a pass's peak
      from above: if it is small, the passes do not need the cache; a phase of
@@ -135,7 +136,8 @@ class Cooperation:
         self.last = now
         c = off.counters
         c["cache_checks"] = c.get("cache_checks", 0) + 1
-        below = off.vbar.loaded_size < off._vbar_bytes
+        shortfall = off._vbar_bytes - off.vbar.loaded_size
+        below = shortfall > 0
         if not below and self.released_at is None and self.interval <= _BASE_INTERVAL:
             return  # at the target (the steady state of a model that fits)
         reserved, idle, total = self.cache.idle()
@@ -147,7 +149,10 @@ class Cooperation:
         self.interval = (min(self.max_interval, self.interval * 2) if vain
                          else max(_BASE_INTERVAL, self.interval / 2))
         self.released_at = None
-        if not below or idle < self.min_idle or per_pass > idle // 2:
+        # Worth releasing: min_idle, or less when the weights miss less than that
+        # (a small model short by a few pages recovers from a small cache).
+        need = max(off.device.page_size, min(self.min_idle, shortfall))
+        if not below or idle < need or per_pass > idle // 2:
             return  # nothing worth taking, or the passes use the cache themselves
         t0 = time.perf_counter()
         self.cache.release()
