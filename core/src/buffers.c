@@ -8,7 +8,8 @@
  *
  * Host: address space reserved once (PROT_NONE); growing commits the new chunks
  * (read/write, pre-touched so that registration does not fault them in one by
- * one), then registers the new part with the driver as one segment. Shrinking
+ * one), then registers the whole committed range again as one registration
+ * (Note [One registration]), growing geometrically. Shrinking
  * unregisters segments above the new size (re-registering the part of a straddling
  * segment that stays) and decommits them. Contents below the size survive.
  */
@@ -272,18 +273,52 @@ static uint64_t host_room(void)
     return room;
 }
 
+/* Note [One registration]
+ * A host buffer keeps its committed range registered with the driver as ONE
+ * registration. CUDA refuses a copy whose host range spans two registrations
+ * (cudaErrorInvalidValue: seen on an H200, 2026-12-04, when ComfyUI-style
+ * loading grew a buffer module by module and PyTorch copied a weight that
+ * straddled a growth boundary), and applications slice host buffers into
+ * tensors anywhere. So growing re-registers the whole committed range: wait
+ * for the copies using the buffer (Note [Host buffers and pending copies]),
+ * unregister, commit the new part, register [0, new end). Registration costs
+ * time in proportion to the bytes (about 120 ms per GiB on an H100), so the
+ * committed range grows geometrically -- at least doubling, up to
+ * VS_HOST_GROW_STEP at a time, never past max_size or the memory left -- which
+ * keeps the total re-registered bytes within a few times the final size and the
+ * number of re-registrations logarithmic for buffers up to the step. If the
+ * larger registration fails, the old one is restored and the growth fails with
+ * the driver's status; if even the restore fails the buffer is left with its
+ * old contents unregistered (copies then run as pageable ones on backends that
+ * allow it) and the error is logged. */
+#define VS_HOST_GROW_STEP ((uint64_t)1 << 30)
+
 static vs_status host_grow(vs_device_t *dev, struct vs_host_buffer *b, uint64_t target)
 {
-    uint64_t from = b->committed, len = target - from;
+    uint64_t from = b->committed;
+    uint64_t want = target;
+    if (from > 0) {
+        uint64_t step = from < VS_HOST_GROW_STEP ? from : VS_HOST_GROW_STEP;
+        uint64_t geo = from + step;
+        if (geo > b->max_size)
+            geo = b->max_size;
+        if (geo > want)
+            want = geo;
+    }
     uint64_t room = host_room();
+    if (want - from > room)
+        want = target; /* the geometric extra does not fit: only what was asked */
+    uint64_t len = want - from;
     if (len > room) {
         vs_log(VS_LOG_ERROR, "host buffer: %llu MiB more pinned memory requested, about %llu MiB available",
                (unsigned long long)(len >> 20), (unsigned long long)(room >> 20));
         return VS_ERR_OUT_OF_MEMORY;
     }
-    if (seg_push(b, from, len) != VS_OK)
-        return VS_ERR_OUT_OF_MEMORY;
-    b->nsegs--; /* reserved a slot; committed below only on success */
+    if (b->capsegs == 0) { /* the one slot, reserved before anything changes */
+        if (seg_push(b, 0, 0) != VS_OK)
+            return VS_ERR_OUT_OF_MEMORY;
+        b->nsegs = 0;
+    }
     if (mprotect(b->base + from, (size_t)len, PROT_READ | PROT_WRITE) != 0)
         return VS_ERR_OUT_OF_MEMORY;
     /* Pre-touch: the kernel populates the range in one call (Linux >= 5.14),
@@ -294,19 +329,49 @@ static vs_status host_grow(vs_device_t *dev, struct vs_host_buffer *b, uint64_t 
         for (uint64_t o = 0; o < len; o += (uint64_t)os_page)
             ((volatile uint8_t *)b->base)[from + o] = 0;
     }
-    vs_status st = dev->ops->host_register(dev->bdev, b->base + from, len);
+    vs_status st;
+    if (b->nsegs == 1) {
+        /* Note [One registration]: the old registration goes, the whole range comes. */
+        st = vs_host_wait_copies(dev, b);
+        if (st == VS_OK)
+            st = dev->ops->host_unregister(dev->bdev, b->base);
+        if (st != VS_OK) {
+            decommit(b, from, want);
+            dev->stats.backend_failures++;
+            return st;
+        }
+        b->nsegs = 0;
+        vs_budget_add(dev, VS_USE_HOST, -(int64_t)from);
+    }
+    st = dev->ops->host_register(dev->bdev, b->base, want);
     if (st != VS_OK) {
-        decommit(b, from, target);
+        decommit(b, from, want);
         if (st != VS_ERR_OUT_OF_MEMORY) {
             dev->stats.backend_failures++;
-            vs_log(VS_LOG_ERROR, "registering %llu bytes of host memory failed: %s", (unsigned long long)len,
+            vs_log(VS_LOG_ERROR, "registering %llu bytes of host memory failed: %s", (unsigned long long)want,
                    vs_status_name(st));
+        }
+        if (from > 0) { /* restore the old registration */
+            vs_status rs = dev->ops->host_register(dev->bdev, b->base, from);
+            if (rs == VS_OK) {
+                b->segs[0] = (vs_hostseg){0, from};
+                b->nsegs = 1;
+                b->unregistered = false;
+                vs_budget_add(dev, VS_USE_HOST, (int64_t)from);
+            } else {
+                b->unregistered = true; /* contents kept; the next growth registers it all */
+                vs_log(VS_LOG_ERROR, "host buffer: re-registering its %llu bytes failed (%s): "
+                       "it stays unregistered until it grows again", (unsigned long long)from,
+                       vs_status_name(rs));
+            }
         }
         return st;
     }
-    b->nsegs++;
-    b->committed = target;
-    vs_budget_add(dev, VS_USE_HOST, (int64_t)len);
+    b->segs[0] = (vs_hostseg){0, want};
+    b->nsegs = 1;
+    b->unregistered = false;
+    b->committed = want;
+    vs_budget_add(dev, VS_USE_HOST, (int64_t)want);
     return VS_OK;
 }
 
@@ -414,8 +479,8 @@ VS_API vs_status vs_host_buffer_resize(vs_host_buffer_t *b, uint64_t size)
     uint64_t target = vs_round_up(size, VS_HOST_CHUNK);
     if (target > b->committed)
         st = host_grow(dev, b, target);
-    else if (target < b->committed)
-        st = host_shrink(dev, b, target);
+    else if (size < b->size && target < b->committed)
+        st = host_shrink(dev, b, target); /* growth keeps its geometric extra */
     if (st == VS_OK)
         b->size = size;
     else if (b->size > b->committed)

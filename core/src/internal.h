@@ -127,7 +127,10 @@ struct vs_host_buffer {
     uint8_t *base;           /* reserved host address space */
     uint64_t max_size;       /* reserved bytes (chunk multiple) */
     uint64_t size;           /* requested size */
-    uint64_t committed;      /* bytes committed and registered (chunk multiple) */
+    uint64_t committed;      /* bytes committed, and registered unless `unregistered`
+                                (chunk multiple) */
+    bool unregistered;       /* a failed re-registration left [0, committed) without
+                                one (Note [One registration] in buffers.c) */
     vs_hostseg *segs;        /* registrations, in address order */
     size_t nsegs, capsegs;
     /* Copies that read or write the buffer (Note [Host buffers and pending

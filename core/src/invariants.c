@@ -89,7 +89,7 @@ vs_status vs_check_locked(vs_device_t *dev)
             end += b->segs[i].len;
             segs += b->segs[i].len;
         }
-        if (end != b->committed || b->committed > b->max_size || b->size > b->committed)
+        if ((b->unregistered ? end != 0 : end != b->committed) || b->committed > b->max_size || b->size > b->committed)
             FAIL("host buffer %p committed %llu size %llu", (void *)b, (unsigned long long)b->committed,
                  (unsigned long long)b->size);
         host += segs;

@@ -189,7 +189,7 @@ def test_gpu_pipeline_matches_resident():
         # 2026-12-04: OutOfMemoryError for an 18.9 MiB slot).
         data["activations_mib"] = peak.bytes >> 20
         data["activations_reserved_mib"] = peak.reserved >> 20
-        dev = open_device(total // 3, max(peak.bytes, peak.reserved))
+        dev = open_device(total // 2, max(peak.bytes, peak.reserved))
         try:
             with vtorch.offload_pipeline(pipe, dev) as po:
                 data["pipe_device"] = str(pipe.device)
