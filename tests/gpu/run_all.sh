@@ -5,7 +5,7 @@
 #   OUT=/some/dir bash tests/gpu/run_all.sh [STEP[:SECONDS] ...]
 #
 # Steps (default: all, in this order): env plain conformance pytest comfy
-# dynamic decode bench micro soak. Each step runs under `timeout` (its default limit
+# dynamic decode bench micro pressure soak. Each step runs under `timeout` (its default limit
 # below, or :SECONDS), logs to $OUT/work/<step>.log and gives the tests it
 # runs VS_OUT=$WORK/<step> ($WORK: a temporary folder). Everything is packed
 # into $OUT/results.tgz, the step table is also written to $OUT/summary.txt,
@@ -29,7 +29,7 @@ export CLI=$PWD/build/bindings/cli/vramswap
 export LD_LIBRARY_PATH=$PWD/build/core${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}  # a carried build's RPATH names the folder it was built in
 
 declare -A LIMIT=([env]=30 [plain]=150 [conformance]=90 [pytest]=200 [comfy]=200
-                  [dynamic]=170 [decode]=150 [bench]=200 [micro]=60 [soak]=200)
+                  [dynamic]=170 [decode]=150 [bench]=200 [micro]=60 [pressure]=120 [soak]=200)
 
 step_env() {
   nvidia-smi --query-gpu=name,driver_version,memory.total,memory.used --format=csv
@@ -60,6 +60,9 @@ step_decode() {
 step_bench() {
   python3 tests/bench/bench.py --json "$VS_OUT/bench.json"
 }
+step_pressure() {   # weights + activations beyond free memory, 3 allocator settings x 3 modes
+  python3 tests/gpu/pressure.py --json "$VS_OUT/pressure.json"
+}
 step_micro() {   # fault+unpin from Python and the offload hook cost per unit
   python3 tests/bench/micro.py --backend cuda --json "$VS_OUT/micro.json"
 }
@@ -68,7 +71,7 @@ step_soak() {   # one child per allocator setting
 }
 
 steps=("$@")
-[ "${#steps[@]}" -eq 0 ] && steps=(env plain conformance pytest comfy dynamic decode bench micro soak)
+[ "${#steps[@]}" -eq 0 ] && steps=(env plain conformance pytest comfy dynamic decode bench micro pressure soak)
 table=()
 for s in "${steps[@]}"; do
   name=${s%%:*}
