@@ -19,9 +19,24 @@ log = logging.getLogger("comfy_aimdo")
 
 
 def aimdo_to_tensor(alloc, device):
+    """A uint8 tensor over an allocation's range (no copy). ComfyUI calls this
+    for every layer on every step, and wrapping a pointer through
+    __cuda_array_interface__ costs ten microseconds or more (torch asks the
+    driver about the pointer), so the tensor of each (range, device) is made
+    once, at its first call -- which comes after a successful fault, when the
+    range is mapped -- and kept on the VBAR object. The VBAR's addresses never
+    move; an evicted and refaulted range is the same memory to the tensor."""
     from vramswap import torch as vt
-    _, address, size = alloc
-    return vt.as_tensor(int(address), torch.uint8, device=torch.device(device), nbytes=int(size))
+    vbar, address, size = alloc
+    key = (int(address), int(size), str(device))
+    try:
+        cache = vbar.__dict__.setdefault("_aimdo_tensors", {})
+    except AttributeError:   # not our ModelVBAR: nothing to keep it on
+        cache = {}
+    t = cache.get(key)
+    if t is None:
+        t = cache[key] = vt.as_tensor(key[0], torch.uint8, device=torch.device(device), nbytes=key[1])
+    return t
 
 
 def hostbuf_to_tensor(hostbuf):

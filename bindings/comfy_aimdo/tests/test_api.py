@@ -252,6 +252,15 @@ def test_aimdo_to_tensor_is_zero_copy(aimdo):
     assert t.dtype == torch.uint8 and t.numel() == 4096
     t.fill_(7)
     assert at.aimdo_to_tensor(a, "cpu")[100].item() == 7
+    # Made once per range and device (the per-layer path): the same object again,
+    # and a range ComfyUI builds over two allocations gets its own tensor.
+    assert at.aimdo_to_tensor(a, "cpu") is at.aimdo_to_tensor(a, "cpu")
+    b = v.alloc(4096)
+    assert mv.vbar_fault(b) is not None
+    both = (v, a[1], b[1] + b[2] - a[1])
+    tb = at.aimdo_to_tensor(both, "cpu")
+    assert tb.numel() == both[2] and tb.data_ptr() == t.data_ptr() and tb[100].item() == 7
+    mv.vbar_unpin(b)
     mv.vbar_unpin(a)
     assert at.get_torch_allocator() is None
 
