@@ -101,11 +101,16 @@ tier_python() {
   fi
   lib=$(readlink -f "$lib")
   echo "python: VRAMSWAP_LIBRARY=$lib"
-  local log rc=0
+  VRAMSWAP_LIBRARY=$lib run_pytest bindings/python/tests
+}
+
+# Run pytest (arguments after -W error) and write "passed failed" of its last
+# line, which reads like "==== 3 failed, 40 passed, 2 skipped in 4.1s ====",
+# into $count_file; returns pytest's status.
+run_pytest() {
+  local log rc=0 summary passed failed
   log=$(mktemp)
-  VRAMSWAP_LIBRARY=$lib "$PYTHON" -m pytest -W error bindings/python/tests 2>&1 | tee "$log" || rc=$?
-  # The last line reads like "==== 3 failed, 40 passed, 2 skipped in 4.1s ====".
-  local summary passed failed
+  "$PYTHON" -m pytest -W error "$@" 2>&1 | tee "$log" || rc=$?
   summary=$(grep -E '^=+ .*( passed| failed| error| no tests ran).* in [0-9.]+s' "$log" | tail -n 1 || true)
   rm -f "$log"
   passed=$(grep -oE '[0-9]+ passed' <<<"$summary" | awk '{n += $1} END {print n + 0}' || true)
@@ -122,18 +127,11 @@ tier_install() {
 
 tier_comfy() {
   configure_and_build build   # a no-op when the default tier built it
-  local lib log rc=0 summary passed failed
+  local lib
   lib=$(readlink -f build/core/libvramswap.so)
   echo "comfy: VRAMSWAP_LIBRARY=$lib"
-  log=$(mktemp)
   VRAMSWAP_LIBRARY=$lib PYTHONPATH=bindings/python:bindings/comfy_aimdo PYTHONDONTWRITEBYTECODE=1 \
-    "$PYTHON" -m pytest -W error -p no:cacheprovider bindings/comfy_aimdo/tests 2>&1 | tee "$log" || rc=$?
-  summary=$(grep -E '^=+ .*( passed| failed| error| no tests ran).* in [0-9.]+s' "$log" | tail -n 1 || true)
-  rm -f "$log"
-  passed=$(grep -oE '[0-9]+ passed' <<<"$summary" | awk '{n += $1} END {print n + 0}' || true)
-  failed=$(grep -oE '[0-9]+ (failed|errors?)' <<<"$summary" | awk '{n += $1} END {print n + 0}' || true)
-  [ -n "$summary" ] && echo "$passed $failed" >"$count_file"
-  return "$rc"
+    run_pytest -p no:cacheprovider bindings/comfy_aimdo/tests
 }
 
 tier_packaging() {
