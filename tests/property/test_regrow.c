@@ -166,8 +166,19 @@ static void run(uint64_t delay_ns, uint64_t margin_pages, uint64_t default_seed)
     for (int b = 1; b < PR_VBARS; b++)
         VT_OK(vs_vbar_free_memory(c->v[b], c->pages[b] * c->e->page, NULL));
     /* Force a low watermark on VBAR 0 the way pressure would, so the end state
-     * needs regrowth whatever the random steps left behind. */
+     * needs regrowth whatever the random steps left behind: make it whole and
+     * resident first (the random run may have left it with nothing resident,
+     * and evicting nothing lowers no watermark), then evict all of it. */
+    VT_OK(vs_vbar_prioritize(c->v[0]));
+    for (uint64_t p = 0; p < c->pages[0]; p++) {
+        VT_OK(vt_fault_pages(c->e, c->v[0], p, 1, NULL));
+        VT_OK(vt_unpin_pages(c->e, c->v[0], p, 1));
+    }
     VT_OK(vs_vbar_free_memory(c->v[0], c->pages[0] * c->e->page, NULL));
+    uint64_t wm = 0;
+    VT_OK(vs_vbar_get_watermark(c->v[0], &wm));
+    cr_assert_eq(wm, 0, "seed %llu: evicting all of VBAR 0 left its watermark at %llu",
+                 (unsigned long long)c->seed, (unsigned long long)wm);
     vs_stats s0 = vt_stats(c->e);
     struct timespec ts = {0, (long)(8 * delay_ns + 1000000)}; /* the longest quiet time */
     nanosleep(&ts, NULL);
