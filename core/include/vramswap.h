@@ -154,8 +154,10 @@ typedef uint64_t vs_devptr_t;
 
 typedef enum vs_device_flag {
     VS_DEVICE_INTERCEPT = 1u << 0,  /* install allocation interception for this backend */
-    VS_DEVICE_NO_REGROW = 1u << 1   /* watermarks rise only on prioritize/set_watermark
+    VS_DEVICE_NO_REGROW = 1u << 1,  /* watermarks rise only on prioritize/set_watermark
                                        (Note [Watermark regrowth] in regrow.c) */
+    VS_DEVICE_LIMIT_PROCESS = 1u << 2 /* `limit` caps this process's own usage, not the
+                                       device's (Note [Process quota] in budget.c) */
 } vs_device_flag;
 
 typedef struct vs_device_config {

@@ -58,25 +58,60 @@ static void poll(vs_device_t *dev)
     dev->last_poll_ns = now;
 }
 
-uint64_t vs_budget_available(vs_device_t *dev)
+/* Note [Process quota]
+ * ~~~~~~~~~~~~~~~~~~~~
+ * By default the limit caps the device: own + others <= min(driver total,
+ * limit) - headroom, so memory another process takes is room this one loses.
+ * With VS_DEVICE_LIMIT_PROCESS (`limit_scope:process`) the limit is this
+ * process's quota instead: own <= limit, whatever others hold -- several
+ * processes sharing one large GPU each get a fixed share, and one growing does
+ * not evict the others' weights. The device still bounds it: own + others <=
+ * driver total - headroom, so the figure used is the smaller room of the two
+ * (and the larger shortfall). Without a limit the scopes are the same. */
+static bool quota(const vs_device_t *dev)
+{
+    return (dev->cfg.flags & VS_DEVICE_LIMIT_PROCESS) && dev->cfg.limit;
+}
+
+/* The room left (>= 0) or the deficit (> 0) against one cap. */
+static void against(uint64_t cap, uint64_t used, uint64_t *room, uint64_t *deficit)
+{
+    *room = cap > used ? cap - used : 0;
+    *deficit = used > cap ? used - cap : 0;
+}
+
+static void figures(vs_device_t *dev, uint64_t *room, uint64_t *deficit)
 {
     poll(dev);
-    uint64_t total = vs_budget_total(dev);
+    uint64_t own = vs_budget_own(dev);
+    uint64_t total = quota(dev) ? dev->driver_total : vs_budget_total(dev);
     uint64_t budget = total > dev->cfg.headroom ? total - dev->cfg.headroom : 0;
-    uint64_t used = vs_budget_own(dev) + dev->others;
-    return budget > used ? budget - used : 0;
+    against(budget, own + dev->others, room, deficit);
+    if (quota(dev)) {
+        uint64_t qr, qd;
+        against(dev->cfg.limit, own, &qr, &qd);
+        if (qr < *room)
+            *room = qr;
+        if (qd > *deficit)
+            *deficit = qd;
+    }
+}
+
+uint64_t vs_budget_available(vs_device_t *dev)
+{
+    uint64_t room, deficit;
+    figures(dev, &room, &deficit);
+    return room;
 }
 
 uint64_t vs_budget_shortfall(vs_device_t *dev, uint64_t bytes)
 {
-    poll(dev);
-    uint64_t total = vs_budget_total(dev);
-    uint64_t budget = total > dev->cfg.headroom ? total - dev->cfg.headroom : 0;
-    uint64_t used = vs_budget_own(dev) + dev->others;
+    uint64_t room, deficit;
+    figures(dev, &room, &deficit);
     /* Over budget already (others grew, the limit shrank): that deficit counts too. */
-    if (used > budget)
-        return bytes > UINT64_MAX - (used - budget) ? UINT64_MAX : bytes + (used - budget);
-    return bytes > budget - used ? bytes - (budget - used) : 0;
+    if (deficit)
+        return bytes > UINT64_MAX - deficit ? UINT64_MAX : bytes + deficit;
+    return bytes > room ? bytes - room : 0;
 }
 
 static void track(uint64_t *cur, uint64_t *peak, int64_t delta)

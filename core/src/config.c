@@ -103,6 +103,17 @@ static bool parse_regrow(const char *s, uint32_t *flags)
     return true;
 }
 
+static bool parse_limit_scope(const char *v, uint32_t *flags)
+{
+    if (strcmp(v, "device") == 0)
+        *flags &= ~(uint32_t)VS_DEVICE_LIMIT_PROCESS;
+    else if (strcmp(v, "process") == 0)
+        *flags |= VS_DEVICE_LIMIT_PROCESS;
+    else
+        return false;
+    return true;
+}
+
 static vs_status apply_conf(vs_device_config *cfg, const char *conf)
 {
     char *copy = strdup(conf);
@@ -143,12 +154,14 @@ static vs_status apply_conf(vs_device_config *cfg, const char *conf)
             ok = vs_parse_size(val, &cfg->regrow_delay_max_ns);
         else if (strcmp(key, "regrow_margin") == 0)
             ok = vs_parse_size(val, &cfg->regrow_margin);
+        else if (strcmp(key, "limit_scope") == 0)
+            ok = parse_limit_scope(val, &cfg->flags);
         else if (strcmp(key, "log") == 0)
             ok = vs_parse_log_level(val, &level) && vs_set_log_level(level) == VS_OK;
         else {
             vs_log(VS_LOG_ERROR, "VRAMSWAP_CONF: unknown key '%s' (limit, headroom, page_size, "
                                  "mem_poll_ns, intercept, regrow, regrow_delay_ns, "
-                                 "regrow_delay_max_ns, regrow_margin, log)", key);
+                                 "regrow_delay_max_ns, regrow_margin, limit_scope, log)", key);
             st = VS_ERR_INVALID_ARGUMENT;
             break;
         }

@@ -171,7 +171,7 @@ VS_API vs_status vs_device_open(const char *backend, int ordinal, const vs_devic
         if (st != VS_OK)
             return st;
     }
-    if (c.flags & ~(uint32_t)(VS_DEVICE_INTERCEPT | VS_DEVICE_NO_REGROW))
+    if (c.flags & ~(uint32_t)(VS_DEVICE_INTERCEPT | VS_DEVICE_NO_REGROW | VS_DEVICE_LIMIT_PROCESS))
         return VS_ERR_INVALID_ARGUMENT;
 
     size_t bi;
@@ -389,14 +389,11 @@ VS_API vs_status vs_device_set_limit(vs_device_t *dev, uint64_t limit, uint64_t 
     }
     dev->cfg.limit = limit;
     dev->cfg.headroom = headroom;
-    /* Fit: evict until own + others <= budget (best effort: pinned pages stay). */
+    /* Fit: evict until the budget holds (best effort: pinned pages stay). */
     vs_budget_invalidate(dev);
-    uint64_t total = vs_budget_total(dev);
-    uint64_t budget = total > headroom ? total - headroom : 0;
-    (void)vs_budget_available(dev);
-    uint64_t used = vs_budget_own(dev) + dev->others;
-    if (used > budget)
-        (void)vs_evict_bytes(dev, NULL, used - budget, NULL);
+    uint64_t over = vs_budget_shortfall(dev, 0);
+    if (over)
+        (void)vs_evict_bytes(dev, NULL, over, NULL);
     vs_dev_release(dev);
     return VS_OK;
 }

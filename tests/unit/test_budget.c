@@ -214,3 +214,56 @@ Test(budget, bad_arguments)
     vs_memory_info mi;
     VT_EXPECT(VS_ERR_INVALID_HANDLE, vs_device_memory_info(NULL, &mi));
 }
+
+/* Note [Process quota]: the limit caps own use, not own + others. */
+Test(budget, process_scope_limit_ignores_others)
+{
+    vt_env *e = vt_open(&(vt_params){.pages = 16, .limit = 6 * 64 * VT_KIB,
+                                     .flags = VS_DEVICE_LIMIT_PROCESS});
+    VT_OK(vs_sim_set_external_usage(e->ordinal, 8 * e->page));
+    /* Device scope would leave nothing (others 8 > limit 6); the quota leaves 6. */
+    cr_assert_eq(vt_meminfo(e).available, 6 * e->page, "available %llu",
+                 (unsigned long long)vt_meminfo(e).available);
+    vs_vbar_t *v = vt_vbar(e, 16);
+    vt_load_pages(e, v, 0, 6);
+    cr_assert_eq(vt_meminfo(e).available, 0);
+    VT_OK(vs_vbar_set_watermark(v, 16 * e->page));
+    VT_EXPECT(VS_NOT_RESIDENT, vt_fault_pages(e, v, 6, 1, NULL));
+    cr_assert_eq(vt_loaded(v), 6 * e->page);
+    /* Others coming and going do not move the quota. */
+    VT_OK(vs_sim_set_external_usage(e->ordinal, 2 * e->page));
+    cr_assert_eq(vt_meminfo(e).available, 0);
+    vt_check(e);
+}
+
+Test(budget, process_scope_still_bounded_by_the_device)
+{
+    vt_env *e = vt_open(&(vt_params){.pages = 16, .limit = 12 * 64 * VT_KIB,
+                                     .flags = VS_DEVICE_LIMIT_PROCESS});
+    VT_OK(vs_sim_set_external_usage(e->ordinal, 10 * e->page));
+    cr_assert_eq(vt_meminfo(e).available, 6 * e->page, "the device has 6 pages left");
+    vs_vbar_t *v = vt_vbar(e, 16);
+    vt_load_pages(e, v, 0, 6);
+    VT_EXPECT(VS_NOT_RESIDENT, vt_fault_pages(e, v, 6, 1, NULL));
+    /* Others shrink: the quota (12) becomes the bound. */
+    VT_OK(vs_sim_set_external_usage(e->ordinal, 0));
+    cr_assert_eq(vt_meminfo(e).available, 6 * e->page);
+    /* Lowering the quota evicts down to it, whatever others hold. */
+    VT_OK(vs_device_set_limit(e->dev, 4 * e->page, 0));
+    cr_assert_eq(vt_loaded(v), 4 * e->page);
+    vt_check(e);
+}
+
+Test(budget, limit_scope_conf_key)
+{
+    vs_device_config c;
+    setenv("VRAMSWAP_CONF", "limit:1G,limit_scope:process", 1);
+    VT_OK(vs_device_config_init(&c));
+    cr_assert(c.flags & VS_DEVICE_LIMIT_PROCESS);
+    setenv("VRAMSWAP_CONF", "limit_scope:device", 1);
+    VT_OK(vs_device_config_init(&c));
+    cr_assert_eq(c.flags & VS_DEVICE_LIMIT_PROCESS, 0);
+    setenv("VRAMSWAP_CONF", "limit_scope:proc", 1);
+    VT_EXPECT(VS_ERR_INVALID_ARGUMENT, vs_device_config_init(&c));
+    unsetenv("VRAMSWAP_CONF");
+}

@@ -5,7 +5,7 @@ import pytest
 import vramswap
 from vramswap import _config
 
-from conftest import SIM_MEMORY, open_sim
+from conftest import SIM_MEMORY, SIM_PAGE, open_sim
 
 K, M, G, T = 1 << 10, 1 << 20, 1 << 30, 1 << 40
 
@@ -132,11 +132,27 @@ def test_intercept_flag():
     assert not cfg.flags & vramswap.DeviceFlags.INTERCEPT
 
 
+def test_limit_scope_process_is_a_quota():
+    """Note [Process quota]: memory held by others does not shrink the quota."""
+    from vramswap import sim
+    with open_sim(0, limit=4 * SIM_PAGE, limit_scope="process", headroom=0) as d:
+        sim.set_external_usage(SIM_MEMORY // 2)
+        try:
+            assert d.memory_info().available == 4 * SIM_PAGE
+        finally:
+            sim.set_external_usage(0)
+    cfg = _config.make_config(_config.validate({"limit_scope": "process"}))
+    assert cfg.flags & vramswap.DeviceFlags.LIMIT_PROCESS
+    with pytest.raises(vramswap.InvalidArgumentError, match="limit_scope"):
+        _config.validate({"limit_scope": "all"})
+
+
 @pytest.mark.parametrize("text", [
     "limit:8G,headroom:512M", "page_size:32M,mem_poll_ns:1000", "intercept:on", "intercept:0",
     " limit:1M,,headroom:0", "limit:8GiB", "limit:8gb", "limit:1.5G", "limit:", "limit",
     "nope:1", "limit: 8G", "log:warning", "log:05", "intercept:maybe", "limit:8G:1",
-    "headroom:99999999999999999999T",
+    "headroom:99999999999999999999T", "limit_scope:process", "limit_scope:device",
+    "limit_scope:proc", "limit:1G,limit_scope:process",
 ])
 def test_python_and_c_parsers_agree(monkeypatch, text):
     import ctypes
@@ -157,3 +173,5 @@ def test_python_and_c_parsers_agree(monkeypatch, text):
                 assert getattr(cfg, key) == parsed[key], key
         if "intercept" in parsed:
             assert bool(cfg.flags & vramswap.DeviceFlags.INTERCEPT) == parsed["intercept"]
+        if "limit_scope" in parsed:
+            assert bool(cfg.flags & vramswap.DeviceFlags.LIMIT_PROCESS) == (parsed["limit_scope"] == "process")

@@ -20,6 +20,9 @@ intercept : bool (1/0, true/false, on/off)
 log : level (off, error, warn/warning, info, debug, trace or 0-5)
 regrow : bool (default on); regrow_delay_ns, regrow_delay_max_ns, regrow_margin :
     sizes (Note [Watermark regrowth] in core/src/regrow.c, docs/design.md)
+limit_scope : "device" (default: the limit caps the whole device's use) or
+    "process" (the limit caps this process's own use; Note [Process quota] in
+    core/src/budget.c)
 backend, device : which device to open (keyword arguments only; the C parser
     of VRAMSWAP_CONF does not accept them)
 """
@@ -35,7 +38,7 @@ from . import _lib, errors
 
 # Keys VRAMSWAP_CONF may contain (the C parser's set).
 ENV_KEYS = ("limit", "headroom", "page_size", "mem_poll_ns", "intercept", "log",
-            "regrow", "regrow_delay_ns", "regrow_delay_max_ns", "regrow_margin")
+            "regrow", "regrow_delay_ns", "regrow_delay_max_ns", "regrow_margin", "limit_scope")
 # Keys vramswap.init() and Device() accept.
 KEYS = ENV_KEYS + ("backend", "device")
 
@@ -111,6 +114,12 @@ def parse_ordinal(value, key="device"):
     return n
 
 
+def _parse_limit_scope(value, key="limit_scope"):
+    if value not in ("device", "process"):
+        raise errors.invalid_argument("%s: %r is not 'device' or 'process'" % (key, value))
+    return value
+
+
 def _parse_backend(value, key="backend"):
     if value is None:
         return None
@@ -130,6 +139,7 @@ _PARSERS = {
     "regrow_delay_max_ns": parse_size,
     "regrow_margin": parse_size,
     "log": parse_log_level,
+    "limit_scope": _parse_limit_scope,
     "backend": _parse_backend,
     "device": parse_ordinal,
 }
@@ -188,4 +198,7 @@ def make_config(options):
     if "regrow" in options:
         bit = _lib.constant("VS_DEVICE_NO_REGROW")
         cfg.flags = (cfg.flags & ~bit) if options["regrow"] else (cfg.flags | bit)
+    if "limit_scope" in options:
+        bit = _lib.constant("VS_DEVICE_LIMIT_PROCESS")
+        cfg.flags = (cfg.flags | bit) if options["limit_scope"] == "process" else (cfg.flags & ~bit)
     return cfg
